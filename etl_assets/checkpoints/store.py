@@ -1,0 +1,201 @@
+"""All reads and writes of ``dw_etl_runs``.
+
+Every write takes a SQLAlchemy ``Connection`` inside a transaction the caller owns, so a
+page of data and the checkpoint that covers it commit together: a checkpoint can never
+point past data that is not stored. The table is created when missing and never dropped
+or rewritten.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Engine
+
+from etl_assets.checkpoints.models import Checkpoint, RunRecord, RunStatus, utcnow
+
+RUNS_TABLE = "dw_etl_runs"
+RESUMABLE = (RunStatus.RUNNING.value, RunStatus.FAILED.value)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, also on SQLite, which has no time zones."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def runs_table(metadata: sa.MetaData, schema: str | None) -> sa.Table:
+    return sa.Table(
+        RUNS_TABLE,
+        metadata,
+        sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("job_name", sa.String(200), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("started_at", UTCDateTime, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+        sa.Column("finished_at", UTCDateTime),
+        sa.Column("records_loaded", sa.BigInteger, nullable=False, default=0),
+        sa.Column("error_message", sa.Text),
+        sa.Column("dagster_run_id", sa.String(64)),
+        sa.Column("run_context", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+        sa.Index("ix_dw_etl_runs_job_status", "job_name", "status"),
+        schema=schema,
+    )
+
+
+class CheckpointStore:
+    """Reads and writes ``dw_etl_runs`` rows on one engine."""
+
+    def __init__(self, engine: Engine, schema: str | None = None) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.table = runs_table(sa.MetaData(), schema)
+        self._ready = False
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def ensure_schema(self) -> None:
+        """Create the schema and the table when missing; never alter an existing one."""
+        if self._ready:
+            return
+        with self.engine.begin() as conn:
+            if self.schema and conn.dialect.name == "postgresql":
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            self.table.create(conn, checkfirst=True)
+        self._ready = True
+
+    def _record(self, row: sa.Row[Any]) -> RunRecord:
+        data = row._mapping
+        return RunRecord(
+            run_id=data["run_id"],
+            job_name=data["job_name"],
+            status=RunStatus(data["status"]),
+            started_at=data["started_at"],
+            updated_at=data["updated_at"],
+            finished_at=data["finished_at"],
+            records_loaded=int(data["records_loaded"] or 0),
+            error_message=data["error_message"],
+            dagster_run_id=data["dagster_run_id"],
+            run_context=dict(data["run_context"] or {}),
+        )
+
+    def get(self, run_id: int, conn: Connection | None = None) -> RunRecord | None:
+        query = sa.select(self.table).where(self.table.c.run_id == run_id)
+        if conn is not None:
+            row = conn.execute(query).first()
+        else:
+            with self.engine.connect() as own:
+                row = own.execute(query).first()
+        return self._record(row) if row is not None else None
+
+    def list_runs(self, job_name: str | None = None, limit: int = 100) -> list[RunRecord]:
+        query = sa.select(self.table).order_by(self.table.c.run_id.desc()).limit(limit)
+        if job_name is not None:
+            query = query.where(self.table.c.job_name == job_name)
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    def unfinished(self, conn: Connection, job_name: str) -> list[RunRecord]:
+        """Rows of ``job_name`` that are ``running`` or ``failed`` with a checkpoint, or
+        ``running`` without one (an abandoned start), newest first."""
+        query = (
+            sa.select(self.table)
+            .where(self.table.c.job_name == job_name, self.table.c.status.in_(RESUMABLE))
+            .order_by(self.table.c.run_id.desc())
+        )
+        rows = [self._record(row) for row in conn.execute(query)]
+        return [r for r in rows if r.checkpoint is not None or r.status is RunStatus.RUNNING]
+
+    def create(
+        self, conn: Connection, job_name: str, run_context: dict[str, Any], dagster_run_id: str | None
+    ) -> RunRecord:
+        now = utcnow()
+        result = conn.execute(
+            self.table.insert()
+            .values(
+                job_name=job_name,
+                status=RunStatus.RUNNING.value,
+                started_at=now,
+                updated_at=now,
+                records_loaded=0,
+                dagster_run_id=dagster_run_id,
+                run_context=run_context,
+            )
+            .returning(self.table.c.run_id)
+        )
+        run_id = result.scalar_one()
+        record = self.get(run_id, conn)
+        assert record is not None
+        return record
+
+    def claim(self, conn: Connection, record: RunRecord, dagster_run_id: str | None, run_context: dict[str, Any]) -> bool:
+        """Take over ``record`` for this Dagster run; False when another run took it first.
+
+        A compare-and-set on ``dagster_run_id``: of two runs that read the same row, only
+        the first to write wins.
+        """
+        owner = self.table.c.dagster_run_id
+        condition = owner.is_(None) if record.dagster_run_id is None else owner == record.dagster_run_id
+        result = conn.execute(
+            self.table.update()
+            .where(self.table.c.run_id == record.run_id, condition, self.table.c.status.in_(RESUMABLE))
+            .values(
+                dagster_run_id=dagster_run_id,
+                status=RunStatus.RUNNING.value,
+                updated_at=utcnow(),
+                finished_at=None,
+                error_message=None,
+                run_context=run_context,
+            )
+        )
+        return result.rowcount == 1
+
+    def save(
+        self,
+        conn: Connection,
+        run_id: int,
+        *,
+        run_context: dict[str, Any],
+        records_loaded: int,
+        status: RunStatus = RunStatus.RUNNING,
+        error_message: str | None = None,
+        finished: bool = False,
+    ) -> None:
+        """Write the row's progress; the caller's transaction decides when it lands."""
+        now = utcnow()
+        values: dict[str, Any] = {
+            "run_context": run_context,
+            "records_loaded": records_loaded,
+            "status": status.value,
+            "updated_at": now,
+            "error_message": error_message,
+        }
+        if finished:
+            values["finished_at"] = now
+        conn.execute(self.table.update().where(self.table.c.run_id == run_id).values(**values))
+
+    def checkpoint(self, run_id: int) -> Checkpoint | None:
+        record = self.get(run_id)
+        return record.checkpoint if record is not None else None

@@ -1,0 +1,1 @@
+"""Dagster objects only: thin wrappers over the library code."""

@@ -1,0 +1,147 @@
+"""``etl-assets demo``: the whole product in about a minute, on the embedded defaults.
+
+It starts the demo source in its own process, materializes every extract into the SQLite
+warehouse through Dagster (on the instance in ``.dagster_home``, so the runs show in the
+UI afterwards), stops the patients extract halfway on a short timeout, resumes it from its
+checkpoint, and prints a summary: rows per table, rows per second, the ``dw_etl_runs`` rows.
+"""
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+DEFAULT_PORT = 8765
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--patients", type=int, default=40_000, help="patients served (x3 encounters, x5 observations)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the demo source")
+    parser.add_argument("--timeout", type=float, default=None, help="timeout of the interrupted run (default: about half of it)")
+    parser.add_argument("--dagster-home", default=".dagster_home", help="Dagster instance folder (runs show in `make ui`)")
+
+
+class _Progress(logging.Handler):
+    """Prints the extract's own log lines: progress, checkpoints, warnings."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"  | {record.getMessage()[:220]}", flush=True)
+
+
+def _start_source(port: int, patients: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "etl_assets.cli", "demo-source", "--port", str(port), "--patients", str(patients)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the demo source exited with {process.returncode} (is port {port} taken?)")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/_control/health", timeout=1).raise_for_status()
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the demo source did not start within 30 s")
+
+
+def run(args: argparse.Namespace) -> int:
+    home = Path(args.dagster_home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists():
+        instance_yaml.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["ETL_DEMO_SOURCE_URL"] = f"http://127.0.0.1:{args.port}"
+    os.environ.setdefault("ETL_CHECKPOINT_INTERVAL_SECONDS", "3")
+
+    import dagster as dg
+
+    from etl_assets.definitions import build_definitions
+    from etl_assets.settings import Settings
+
+    settings = Settings.from_env()
+    print(f"demo source: http://127.0.0.1:{args.port} with {args.patients:,} patients, "
+          f"{args.patients * 3:,} encounters, {args.patients * 5:,} observations")
+    print(f"warehouse:   {sa.make_url(settings.database_url).render_as_string(hide_password=True)}")
+    print(f"dagster:     {home}")
+    source = _start_source(args.port, args.patients)
+    handler = _Progress()
+    logging.getLogger("etl_assets").addHandler(handler)
+    logging.getLogger("etl_assets").setLevel(logging.INFO)
+    try:
+        defs = build_definitions(settings)
+        job = defs.resolve_job_def("all_extracts")
+        instance = dg.DagsterInstance.get()
+        quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+        def materialize(name: str, **config: object) -> dg.ExecuteInProcessResult:
+            run_config = {**quiet, "ops": {name: {"config": config}}}
+            return job.execute_in_process(
+                instance=instance, run_config=run_config, op_selection=None, asset_selection=[dg.AssetKey(name)],
+                raise_on_error=False,
+            )
+
+        timeout = args.timeout or max(1.0, args.patients / 20_000)
+        print(f"\n1. patients, with a {timeout:g} s timeout so the run stops halfway")
+        first = materialize("patients", timeout_seconds=timeout, resume_from_checkpoint=False)
+        failure = next(e for e in first.all_events if e.is_step_failure) if not first.success else None
+        if failure is not None:
+            error = failure.step_failure_data.error.cause or failure.step_failure_data.error
+            message = error.message.split(f"{error.cls_name}: ", 1)[-1].split(". To resume")[0]
+            print(f"  stopped: {error.cls_name}: {message}")
+        print("\n2. patients again: resumes from the checkpoint")
+        results = [materialize("patients")]
+        for step, name in ((3, "encounters"), (4, "observations")):
+            print(f"\n{step}. {name}")
+            results.append(materialize(name, resume_from_checkpoint=False))
+        ok = all(r.success for r in results)
+        _summary(settings, results)
+        print("\nOpen the same runs in the Dagster UI: make ui  (then http://127.0.0.1:3000)")
+        return 0 if ok else 1
+    finally:
+        logging.getLogger("etl_assets").removeHandler(handler)
+        source.send_signal(signal.SIGTERM)
+        try:
+            source.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            source.kill()
+
+
+def _summary(settings, results) -> None:
+    from etl_assets.checkpoints import CheckpointStore
+    from etl_assets.warehouse.engine import create_warehouse_engine
+
+    print("\nMaterializations")
+    print(f"  {'asset':<14}{'fetched':>10}{'inserted':>10}{'updated':>9}{'unchanged':>11}{'resumed at':>12}{'rows/s':>10}")
+    for result in results:
+        for event in result.get_asset_materialization_events():
+            meta = {k: v.value for k, v in event.materialization.metadata.items()}
+            resumed = meta["resumed_from_skip"]
+            print(f"  {event.asset_key.to_user_string():<14}{meta['records_fetched']:>10,}{meta['inserted']:>10,}"
+                  f"{meta['updated']:>9,}{meta['unchanged']:>11,}{'-' if resumed is None else f'{resumed:,}':>12}"
+                  f"{meta['rows_per_second']:>10,.0f}")
+    engine = create_warehouse_engine(settings.database_url)
+    store = CheckpointStore(engine, settings.warehouse_schema)
+    print("\nWarehouse tables")
+    with engine.connect() as conn:
+        for name in ("patients", "encounters", "observations"):
+            table = f'"{settings.warehouse_schema}"."stg_{name}"' if settings.warehouse_schema else f'"stg_{name}"'
+            count = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+            print(f"  stg_{name:<14}{count:>10,} rows")
+    print("\ndw_etl_runs (latest 8)")
+    print(f"  {'run_id':>6}  {'job_name':<13}{'status':<9}{'records':>10}  {'attempts':>8}  checkpoint")
+    for record in store.list_runs(limit=8):
+        checkpoint = record.checkpoint
+        shown = f"skip={checkpoint.skip}" if checkpoint else "-"
+        print(f"  {record.run_id:>6}  {record.job_name:<13}{record.status.value:<9}{record.records_loaded:>10,}"
+              f"  {len(record.run_context.get('attempts', [])):>8}  {shown}")
+    engine.dispose()

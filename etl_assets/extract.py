@@ -1,0 +1,539 @@
+"""One run of one extract: fetch pages, write them, checkpoint, stop on time.
+
+This is the engine behind every entry point (the Dagster asset, the Python API, the
+CLI); it knows nothing of Dagster. The flow of a run:
+
+1. find this extract's latest resumable ``dw_etl_runs`` row; resume it when its
+   parameters match, otherwise start a new row (and say which parameters differ);
+2. fetch page after page, the next one in flight while the current one is written;
+3. write each page in its own transaction, and every ``checkpoint_interval_seconds``
+   put the checkpoint in that same transaction, so it never points past stored data;
+4. on the deadline, save the checkpoint, leave the row ``running`` and raise
+   :class:`JobTimeoutError`; on any other failure save it and mark the row ``failed``;
+   on success clear it and mark the row ``success``.
+"""
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy.exc
+from sqlalchemy.engine import Connection
+
+from etl_assets.checkpoints import Checkpoint, CheckpointStore, RunRecord, RunStatus
+from etl_assets.checkpoints.models import utcnow
+from etl_assets.errors import (
+    ExtractAlreadyRunningError,
+    ExtractError,
+    JobTimeoutError,
+    MalformedPageError,
+    WarehouseError,
+)
+from etl_assets import jsoncodec
+from etl_assets.sources.client import Page, SourceClient
+from etl_assets.sources.deadline import Deadline, DeadlineExceeded
+from etl_assets.sources.paginators import OffsetPaginator, OffsetState
+from etl_assets.sources.secrets import Redactor, strip_userinfo
+from etl_assets.sources.selectors import MISSING, parse_selector, select
+from etl_assets.sources.spec import ExtractSpec
+from etl_assets.warehouse import StagingLoader, prepare_page
+
+MAX_ATTEMPTS_KEPT = 50
+MAX_WARNINGS_KEPT = 20
+
+
+class RunLog:
+    """Sends each message to a run's own log (Dagster's ``context.log``) and to the
+    ``etl_assets`` Python logger, so a script or the demo can follow a run without
+    reading Dagster's event log."""
+
+    def __init__(self, primary: Any, python_logger: logging.Logger | None = None) -> None:
+        self.primary = primary
+        self.python = python_logger or logging.getLogger("etl_assets")
+
+    def _emit(self, level: int, message: str) -> None:
+        getattr(self.primary, logging.getLevelName(level).lower())(message)
+        if self.python.isEnabledFor(level) and self.python.handlers:
+            self.python.log(level, message)
+
+    def debug(self, message: str) -> None:
+        self._emit(logging.DEBUG, message)
+
+    def info(self, message: str) -> None:
+        self._emit(logging.INFO, message)
+
+    def warning(self, message: str) -> None:
+        self._emit(logging.WARNING, message)
+
+    def error(self, message: str) -> None:
+        self._emit(logging.ERROR, message)
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How one run behaves; the Dagster run config maps onto this."""
+
+    timeout_seconds: float
+    checkpoint_interval_seconds: float = 60.0
+    resume_from_checkpoint: bool = True
+    dagster_run_id: str | None = None
+
+
+@dataclass
+class ExtractHooks:
+    """Seams for tests that inject database faults at exact points of a run.
+
+    ``before_commit(conn, skip, with_checkpoint)`` runs inside a page's transaction after
+    its rows are written (and after its checkpoint, when one is due), just before commit.
+    """
+
+    before_commit: Callable[[Connection, int, bool], None] | None = None
+
+
+@dataclass
+class ExtractResult:
+    """What one successful run did; the Dagster materialization metadata comes from here."""
+
+    extract: str
+    run_id: int
+    records_fetched: int = 0
+    records_loaded: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    pages: int = 0
+    requests: int = 0
+    resumed_from_skip: int | None = None
+    seconds: float = 0.0
+    source_total: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.records_fetched / self.seconds if self.seconds > 0 else 0.0
+
+
+def extract_parameters(spec: ExtractSpec, base_url: str, redact: Redactor) -> dict[str, Any]:
+    """What defines a logical run: a resume is only allowed when these are equal.
+
+    The page size is left out on purpose: a resume continues at ``skip`` (a count of
+    records), which means the same under any page size. Parameter values are kept as
+    written in the spec, so a ``${TOKEN}`` reference is stored, never the token.
+    """
+    return {
+        "extract": spec.name,
+        "base_url": redact(strip_userinfo(base_url)),
+        "path": spec.path,
+        "params": dict(spec.params),
+        "data_selector": spec.data_selector,
+        "primary_key": list(spec.primary_key),
+        "paginator": {
+            "type": spec.paginator.type,
+            "offset_param": spec.paginator.offset_param,
+            "limit_param": spec.paginator.limit_param,
+        },
+    }
+
+
+def parameter_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Readable ``key: old -> new`` lines for every leaf that differs."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(parameter_differences(a, b, f"{name}."))
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
+
+
+def run_extract(
+    spec: ExtractSpec,
+    store: CheckpointStore,
+    options: ExtractOptions,
+    *,
+    environ: Mapping[str, str] | None = None,
+    log: logging.Logger | Any = None,
+    is_run_active: Callable[[str], bool] | None = None,
+    hooks: ExtractHooks | None = None,
+) -> ExtractResult:
+    """Run (or resume) one extract to completion, its deadline, or its first hard error."""
+    log = log or logging.getLogger("etl_assets")
+    redactor = Redactor()
+    deadline = Deadline(options.timeout_seconds)
+    client = SourceClient(
+        spec, deadline=deadline, redactor=redactor, environ=os.environ if environ is None else environ, log=log
+    )
+    parameters = extract_parameters(spec, client.base_url, redactor)
+    store.ensure_schema()
+    loader = StagingLoader(store.engine, spec.table_name, store.schema)
+    loader.ensure_table()
+    run = _Run(spec, store, loader, client, options, deadline, log, redactor, hooks or ExtractHooks())
+    run.claim(parameters, is_run_active or (lambda _run_id: False))
+    with client:
+        return run.execute()
+
+
+class _Run:
+    """The state of one attempt at a logical run."""
+
+    def __init__(
+        self,
+        spec: ExtractSpec,
+        store: CheckpointStore,
+        loader: StagingLoader,
+        client: SourceClient,
+        options: ExtractOptions,
+        deadline: Deadline,
+        log: Any,
+        redact: Redactor,
+        hooks: ExtractHooks,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.loader = loader
+        self.client = client
+        self.options = options
+        self.deadline = deadline
+        self.log = log
+        self.redact = redact
+        self.hooks = hooks
+        self.started = time.monotonic()
+        self.selector = parse_selector(spec.data_selector)
+        self.total_selector = parse_selector(spec.paginator.total_path) if spec.paginator.total_path else None
+        self.record: RunRecord | None = None
+        self.context: dict[str, Any] = {}
+        self.attempt: dict[str, Any] = {}
+        self.committed = OffsetState()
+        self.committed_records = 0
+        self.saved_at = time.monotonic()
+        self.result: ExtractResult | None = None
+
+    # -- choosing the dw_etl_runs row ---------------------------------------------------
+
+    def claim(self, parameters: dict[str, Any], is_run_active: Callable[[str], bool]) -> None:
+        name = self.spec.name
+        me = self.options.dagster_run_id
+        with self.store.transaction() as conn:
+            resume: RunRecord | None = None
+            for row in self.store.unfinished(conn, name):
+                owner = row.dagster_run_id
+                if row.status is RunStatus.RUNNING and owner and owner != me and is_run_active(owner):
+                    raise ExtractAlreadyRunningError(
+                        f"extract {name!r} is already running: dw_etl_runs run {row.run_id} belongs to "
+                        f"Dagster run {owner}, which is still in progress; this run did nothing",
+                        extract=name,
+                    )
+                if row.checkpoint is None:
+                    self._retire(conn, row, "abandoned: its run ended before saving a checkpoint")
+                    continue
+                if resume is None and self.options.resume_from_checkpoint:
+                    differences = parameter_differences(row.parameters, parameters)
+                    if not differences:
+                        resume = row
+                        continue
+                    self.log.warning(
+                        f"extract {name!r}: not resuming dw_etl_runs run {row.run_id} "
+                        f"(checkpoint skip={row.checkpoint.skip}) because its parameters differ: "
+                        + "; ".join(self.redact(d) for d in differences)
+                        + "; starting a new run from the beginning"
+                    )
+                    self._retire(conn, row, "superseded: parameters changed: " + "; ".join(differences))
+                    continue
+                reason = "superseded: a new run started with resume_from_checkpoint=false"
+                if resume is not None:
+                    reason = f"superseded: run {resume.run_id} is resumed instead"
+                self._retire(conn, row, reason)
+
+            self.attempt = {
+                "dagster_run_id": me,
+                "started_at": utcnow().isoformat(),
+                "outcome": "running",
+                "limit": self.spec.paginator.limit,
+                "timeout_seconds": self.options.timeout_seconds,
+            }
+            if resume is not None:
+                checkpoint = resume.checkpoint
+                assert checkpoint is not None
+                context = dict(resume.run_context)
+                context["attempts"] = (list(context.get("attempts") or []) + [self.attempt])[-MAX_ATTEMPTS_KEPT:]
+                self.attempt["resumed_from_skip"] = checkpoint.skip
+                if not self.store.claim(conn, resume, me, context):
+                    raise ExtractAlreadyRunningError(
+                        f"extract {name!r} is already running: another run claimed dw_etl_runs run "
+                        f"{resume.run_id} first; this run did nothing",
+                        extract=name,
+                    )
+                self.record = resume
+                self.context = context
+                self.committed = OffsetState(skip=checkpoint.skip, page_index=checkpoint.page_index)
+                self.committed_records = checkpoint.total_records
+                self.log.info(
+                    f"extract {name!r}: resuming dw_etl_runs run {resume.run_id} from checkpoint "
+                    f"skip={checkpoint.skip}, page_index={checkpoint.page_index}, "
+                    f"records={checkpoint.total_records}"
+                )
+            else:
+                self.context = {"parameters": parameters, "attempts": [self.attempt]}
+                self.record = self.store.create(conn, name, self.context, me)
+                self.log.info(f"extract {name!r}: started dw_etl_runs run {self.record.run_id}")
+        self.result = ExtractResult(
+            extract=name,
+            run_id=self.record.run_id,
+            records_loaded=self.committed_records,
+            resumed_from_skip=self.committed.skip if resume is not None else None,
+        )
+
+    def _retire(self, conn: Connection, row: RunRecord, reason: str) -> None:
+        """Close an older row for good so nothing resumes it twice; its data stays."""
+        context = dict(row.run_context)
+        if "checkpoint" in context:
+            context["superseded_checkpoint"] = context.pop("checkpoint")
+        self.store.save(
+            conn,
+            row.run_id,
+            run_context=context,
+            records_loaded=row.records_loaded,
+            status=RunStatus.FAILED,
+            error_message=reason,
+            finished=True,
+        )
+        self.log.info(f"extract {self.spec.name!r}: dw_etl_runs run {row.run_id} closed as failed ({reason})")
+
+    # -- the page loop ------------------------------------------------------------------
+
+    def execute(self) -> ExtractResult:
+        assert self.record is not None and self.result is not None
+        try:
+            self._loop()
+        except DeadlineExceeded as exc:
+            self._stop(RunStatus.RUNNING, "timeout", None)
+            raise JobTimeoutError(self._timeout_message(str(exc)), extract=self.spec.name) from None
+        except ExtractError as exc:
+            self._stop(RunStatus.FAILED, "failed", str(exc))
+            raise
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            message = self.redact(
+                f"extract {self.spec.name!r}: the warehouse refused the page at skip={self.committed.skip}: "
+                f"{type(exc.orig or exc).__name__}: {str(exc.orig or exc).strip().splitlines()[0][:300]}"
+            )
+            self._stop(RunStatus.FAILED, "failed", message)
+            raise WarehouseError(message, extract=self.spec.name) from exc
+        except BaseException as exc:
+            message = self.redact(f"extract {self.spec.name!r} stopped at skip={self.committed.skip}: "
+                                  f"{type(exc).__name__}: {exc}")
+            self._stop(RunStatus.FAILED, "failed", message)
+            raise
+        self._finish()
+        return self.result
+
+    def _loop(self) -> None:
+        assert self.record is not None and self.result is not None
+        paginator = OffsetPaginator(self.spec.paginator, start=self.committed)
+        pending: Future[Page] | None = None
+        warned_total = False
+        while paginator.has_next:
+            skip = paginator.skip
+            if pending is None:
+                self.deadline.check(f"requesting the page at skip={skip}")
+                pending = self.client.submit(paginator.request_params())
+            page = pending.result()
+            pending = None
+            records, total = self._parse(page, skip)
+            prepared = prepare_page(records, extract=self.spec.name, primary_key=self.spec.primary_key, skip=skip)
+            paginator.advance(len(records), total)
+            if paginator.has_next:
+                pending = self.client.submit(paginator.request_params())
+            if paginator.total_exceeded and not warned_total:
+                warned_total = True
+                self._warn(
+                    f"extract {self.spec.name!r}: the source's total ({total}) disagreed with the records "
+                    f"seen ({self.committed_records + len(records)} by skip={paginator.skip}); "
+                    "reading on until a short page"
+                )
+            for warning in prepared.warnings:
+                self._warn(warning)
+            self._commit(prepared, paginator.state(), skip)
+            self.result.source_total = total
+        if self.result.source_total is not None and self.result.source_total != self.committed_records:
+            self._warn(
+                f"extract {self.spec.name!r}: the source's total ({self.result.source_total}) disagreed "
+                f"with the records seen ({self.committed_records})"
+            )
+
+    def _parse(self, page: Page, skip: int) -> tuple[list[Any], int | None]:
+        where = f"extract {self.spec.name!r}, skip={skip}, {page.url}"
+        try:
+            body = jsoncodec.loads(page.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            start = page.content[:80].decode("utf-8", "replace")
+            kind = page.headers.get("content-type", "no content type")
+            raise MalformedPageError(
+                f"{where}: the body is not valid JSON ({exc}); content type {kind!r}, "
+                f"{len(page.content)} bytes, starting {start!r}",
+                extract=self.spec.name,
+            ) from None
+        records = select(body, self.selector)
+        if records is MISSING or not isinstance(records, list):
+            found = "nothing" if records is MISSING else type(records).__name__
+            raise MalformedPageError(
+                f"{where}: data_selector {self.spec.data_selector or '$'!r} must select a list of "
+                f"records, found {found}",
+                extract=self.spec.name,
+            )
+        return records, self._total(body, page, where)
+
+    def _total(self, body: Any, page: Page, where: str) -> int | None:
+        spec = self.spec.paginator
+        if self.total_selector is not None:
+            raw: Any = select(body, self.total_selector)
+            origin = f"total_path {spec.total_path!r}"
+            if raw is MISSING:
+                raw = None
+        elif spec.total_header:
+            raw = page.headers.get(spec.total_header)
+            origin = f"header {spec.total_header}"
+        else:
+            return None
+        if raw is None:
+            return None
+        if isinstance(raw, str) and raw.strip().isdigit():
+            raw = int(raw.strip())
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+            self._warn(f"{where}: ignoring the source's total from {origin}: {raw!r} is not a count")
+            return None
+        return raw
+
+    def _commit(self, prepared: Any, state: OffsetState, skip: int) -> None:
+        assert self.record is not None and self.result is not None
+        records = self.committed_records + prepared.received
+        due = time.monotonic() - self.saved_at >= self.options.checkpoint_interval_seconds
+        now = utcnow()
+        with self.store.transaction() as conn:
+            write = self.loader.write(conn, prepared, run_id=self.record.run_id, now=now)
+            if due:
+                self._set_checkpoint(state, records, now)
+                self.store.save(conn, self.record.run_id, run_context=self.context, records_loaded=records)
+            if self.hooks.before_commit is not None:
+                self.hooks.before_commit(conn, skip, due)
+        self.committed = state
+        self.committed_records = records
+        result = self.result
+        result.records_fetched += prepared.received
+        result.records_loaded = records
+        result.inserted += write.inserted
+        result.updated += write.updated
+        result.unchanged += write.unchanged
+        result.duplicates += prepared.duplicates
+        result.pages += 1
+        if due:
+            self.saved_at = time.monotonic()
+            self.log.info(
+                f"checkpoint_saved extract={self.spec.name} run_id={self.record.run_id} "
+                f"skip={state.skip} page_index={state.page_index} records={records}"
+            )
+
+    def _set_checkpoint(self, state: OffsetState, records: int, now: Any) -> None:
+        self._update_attempt()
+        self.context["checkpoint"] = Checkpoint(state.skip, state.page_index, records, now).to_json()
+
+    def _update_attempt(self) -> None:
+        assert self.result is not None
+        result = self.result
+        self.attempt.update(
+            records_fetched=result.records_fetched,
+            inserted=result.inserted,
+            updated=result.updated,
+            unchanged=result.unchanged,
+            duplicates=result.duplicates,
+            pages=result.pages,
+            requests=self.client.requests_made,
+        )
+
+    def _warn(self, message: str) -> None:
+        assert self.result is not None
+        message = self.redact(message)
+        self.log.warning(message)
+        if message not in self.result.warnings:
+            self.result.warnings.append(message)
+            warnings = self.context.setdefault("warnings", [])
+            warnings.append(message)
+            del warnings[:-MAX_WARNINGS_KEPT]
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def _stop(self, status: RunStatus, outcome: str, error: str | None) -> None:
+        """Save the checkpoint of the last committed page; the row stays resumable."""
+        assert self.record is not None and self.result is not None
+        self.result.seconds = time.monotonic() - self.started
+        self.result.requests = self.client.requests_made
+        self._set_checkpoint(self.committed, self.committed_records, utcnow())
+        self.attempt.update(outcome=outcome, ended_at=utcnow().isoformat(), error=error)
+        try:
+            with self.store.transaction() as conn:
+                self.store.save(
+                    conn,
+                    self.record.run_id,
+                    run_context=self.context,
+                    records_loaded=self.committed_records,
+                    status=status,
+                    error_message=error,
+                    finished=status is RunStatus.FAILED,
+                )
+        except Exception as exc:  # the database may be what failed; the original error matters more
+            self.log.error(
+                f"extract {self.spec.name!r}: could not save the checkpoint at skip={self.committed.skip} "
+                f"({type(exc).__name__}); the run will resume from the last saved one"
+            )
+            return
+        self.log.info(
+            f"checkpoint_saved extract={self.spec.name} run_id={self.record.run_id} "
+            f"skip={self.committed.skip} page_index={self.committed.page_index} "
+            f"records={self.committed_records} status={status.value}"
+        )
+
+    def _finish(self) -> None:
+        assert self.record is not None and self.result is not None
+        result = self.result
+        result.seconds = time.monotonic() - self.started
+        result.requests = self.client.requests_made
+        self._update_attempt()
+        self.attempt.update(outcome="success", ended_at=utcnow().isoformat())
+        self.context.pop("checkpoint", None)
+        self.context["source_total"] = result.source_total
+        with self.store.transaction() as conn:
+            self.store.save(
+                conn,
+                self.record.run_id,
+                run_context=self.context,
+                records_loaded=self.committed_records,
+                status=RunStatus.SUCCESS,
+                finished=True,
+            )
+        self.log.info(
+            f"extract {self.spec.name!r}: success, dw_etl_runs run {self.record.run_id}: "
+            f"{result.records_fetched} records fetched in {result.pages} pages "
+            f"({result.inserted} inserted, {result.updated} updated, {result.unchanged} unchanged), "
+            f"{result.records_loaded} in the whole run, {result.seconds:.1f} s"
+        )
+
+    def _timeout_message(self, reason: str) -> str:
+        assert self.record is not None
+        name = self.spec.name
+        return (
+            f"extract {name!r} stopped at its time budget ({reason}). Progress is saved: "
+            f"dw_etl_runs run {self.record.run_id} stays 'running' with checkpoint "
+            f"skip={self.committed.skip}, page_index={self.committed.page_index}, "
+            f"records={self.committed_records}. To resume, materialize {name!r} again "
+            f"(resume_from_checkpoint is on by default), e.g. "
+            f"`dagster asset materialize -m etl_assets.definitions --select {name}`; "
+            f"to get further per run, raise timeout_seconds in the run config "
+            f"(--config-json '{{\"ops\": {{\"{name}\": {{\"config\": {{\"timeout_seconds\": 600}}}}}}}}') "
+            f"or ETL_DEFAULT_TIMEOUT_SECONDS."
+        )

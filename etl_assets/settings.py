@@ -1,0 +1,92 @@
+"""The one reader of environment variables.
+
+Everything configurable from the environment is read here, validated, and handed on as a
+frozen :class:`Settings`; no other module calls ``os.environ`` for configuration. Reading
+happens when asked (``Settings.from_env()``), not at import, so a test or a Dagster run
+sees the environment of the moment.
+"""
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from etl_assets.errors import SettingsError
+
+DEFAULT_TIMEOUT_SECONDS = 300.0
+DEFAULT_CHECKPOINT_INTERVAL_SECONDS = 60.0
+DEFAULT_DATABASE_URL = "sqlite:///.etl_data/warehouse.db"
+DEFAULT_EXTRACTS_FILE = Path(__file__).parent / "extracts.yaml"
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+ENVIRONMENT_VARIABLES: dict[str, str] = {
+    "ETL_DATABASE_URL": f"SQLAlchemy URL of the warehouse (default {DEFAULT_DATABASE_URL})",
+    "ETL_WAREHOUSE_SCHEMA": "PostgreSQL schema for staging tables and dw_etl_runs (default: none)",
+    "ETL_EXTRACTS_FILE": "YAML file with the extract specs (default: the packaged demo extracts)",
+    "ETL_DEFAULT_TIMEOUT_SECONDS": "time budget of one run in seconds (default 300)",
+    "ETL_CHECKPOINT_INTERVAL_SECONDS": "seconds between checkpoints (default 60)",
+    "ETL_DEMO_SOURCE_URL": "base URL of the demo source used by the packaged extracts",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration from the environment."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    warehouse_schema: str | None = None
+    extracts_file: Path = DEFAULT_EXTRACTS_FILE
+    default_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    checkpoint_interval_seconds: float = DEFAULT_CHECKPOINT_INTERVAL_SECONDS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        schema = env.get("ETL_WAREHOUSE_SCHEMA") or None
+        if schema is not None:
+            validate_identifier(schema, what="ETL_WAREHOUSE_SCHEMA")
+        return cls(
+            database_url=env.get("ETL_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            warehouse_schema=schema,
+            extracts_file=Path(env.get("ETL_EXTRACTS_FILE") or DEFAULT_EXTRACTS_FILE),
+            default_timeout_seconds=positive_seconds(
+                env.get("ETL_DEFAULT_TIMEOUT_SECONDS"),
+                "ETL_DEFAULT_TIMEOUT_SECONDS",
+                DEFAULT_TIMEOUT_SECONDS,
+            ),
+            checkpoint_interval_seconds=positive_seconds(
+                env.get("ETL_CHECKPOINT_INTERVAL_SECONDS"),
+                "ETL_CHECKPOINT_INTERVAL_SECONDS",
+                DEFAULT_CHECKPOINT_INTERVAL_SECONDS,
+                allow_zero=True,
+            ),
+        )
+
+
+def positive_seconds(
+    raw: str | float | None, name: str, default: float, *, allow_zero: bool = False
+) -> float:
+    """Parse a number of seconds, naming the setting in the error when it is not one."""
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name} must be a finite number of seconds, got {raw!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise SettingsError(f"{name} must be {bound} seconds, got {raw!r}")
+    return value
+
+
+def validate_identifier(name: str, *, what: str) -> str:
+    """Accept only plain lower-case SQL identifiers, so names from config never carry SQL."""
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
+        raise SettingsError(
+            f"{what} must be a lower-case identifier (letters, digits, underscore, "
+            f"at most 63 characters, not starting with a digit), got {name!r}"
+        )
+    return name

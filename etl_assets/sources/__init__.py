@@ -1,0 +1,1 @@
+"""Everything about the HTTP side: extract specs, secrets, pagination and the client."""

@@ -1,0 +1,213 @@
+"""The HTTP client of one run: pooled, retrying, and never past the deadline.
+
+Requests run on an ``httpx.AsyncClient`` inside a private event-loop thread, so each
+request's *total* time (connect, headers and every byte of the body) can be bounded by
+the time left in the run. A synchronous client can only bound each socket read, which a
+server dripping one byte every few seconds defeats. Callers stay synchronous: ``get``
+blocks, ``submit`` returns a future so the next page can be fetched while one is written.
+"""
+
+import asyncio
+import email.utils
+import logging
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import httpx
+
+from etl_assets.errors import SourceHTTPError, SourceUnavailableError
+from etl_assets.sources import templates
+from etl_assets.sources.deadline import Deadline, DeadlineExceeded
+from etl_assets.sources.secrets import Redactor, strip_userinfo
+from etl_assets.sources.spec import ExtractSpec
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+USER_AGENT = "etl-assets/0.1"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One successful response, body read in full."""
+
+    url: str
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    attempts: int
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = datetime.now(timezone.utc).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+class SourceClient:
+    """Fetches pages of one extract. Use as a context manager; it owns its thread."""
+
+    def __init__(
+        self,
+        spec: ExtractSpec,
+        *,
+        deadline: Deadline,
+        redactor: Redactor,
+        environ: Mapping[str, str],
+        log: logging.Logger | Any,
+    ) -> None:
+        self.spec = spec
+        self.deadline = deadline
+        self.redact = redactor
+        self.log = log
+        where = f"extract {spec.name!r}"
+        self.base_url = templates.resolve(spec.base_url, environ, where=f"{where}: client.base_url")
+        self.headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        for name, value in spec.headers.items():
+            resolved = templates.resolve(value, environ, where=f"{where}: client.headers.{name}")
+            if templates.references(value):
+                redactor.add(resolved)
+                redactor.add(resolved.split(" ", 1)[-1])
+            self.headers[name] = resolved
+        self.params: dict[str, Any] = {}
+        for name, value in spec.params.items():
+            if isinstance(value, str):
+                resolved = templates.resolve(value, environ, where=f"{where}: endpoint.params.{name}")
+                if templates.references(value):
+                    redactor.add(resolved)
+                self.params[name] = resolved
+            elif isinstance(value, bool):
+                self.params[name] = "true" if value else "false"
+            elif value is not None:
+                self.params[name] = value
+        self.requests_made = 0
+        self._portal_cm: Any = None
+        self._portal: anyio.from_thread.BlockingPortal | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._pending: set[Future[Page]] = set()
+
+    def __enter__(self) -> "SourceClient":
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        self._client = self._portal.call(self._open)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancel what is in flight, close the pool and stop the thread."""
+        if self._portal is None:
+            return
+        for future in list(self._pending):
+            future.cancel()
+        try:
+            if self._client is not None:
+                self._portal.call(self._client.aclose)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+            self._portal = None
+            self._client = None
+
+    async def _open(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self.headers,
+            timeout=httpx.Timeout(self.spec.request_timeout_seconds),
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            follow_redirects=True,
+        )
+
+    def shown_url(self, params: Mapping[str, Any]) -> str:
+        """The request URL as it may appear in logs and errors."""
+        url = httpx.URL(self.base_url.rstrip("/") + self.spec.path, params={**self.params, **params})
+        return self.redact(strip_userinfo(str(url)))
+
+    def submit(self, params: Mapping[str, Any]) -> "Future[Page]":
+        """Start fetching a page in the background; the future holds the page or the error."""
+        assert self._portal is not None, "SourceClient used outside its context"
+        future = self._portal.start_task_soon(self._fetch, dict(params))
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        return future
+
+    def get(self, params: Mapping[str, Any]) -> Page:
+        """Fetch a page, retrying what can be retried; block until done."""
+        return self.submit(params).result()
+
+    async def _fetch(self, params: dict[str, Any]) -> Page:
+        assert self._client is not None
+        retries = self.spec.retries
+        query = {**self.params, **params}
+        shown = self.shown_url(params)
+        attempt = 0
+        while True:
+            attempt += 1
+            self.deadline.check(f"requesting {shown}")
+            budget = min(self.deadline.remaining(), self.spec.request_timeout_seconds)
+            wait: float | None = None
+            self.requests_made += 1
+            try:
+                with anyio.fail_after(budget):
+                    response = await self._client.get(self.spec.path, params=query)
+            except TimeoutError:
+                if self.deadline.expired():
+                    raise DeadlineExceeded(
+                        f"time budget of {self.deadline.seconds:g} s ran out while waiting for {shown}"
+                    ) from None
+                problem = f"no complete answer within {budget:.1f} s"
+                status = None
+            except httpx.TransportError as exc:
+                problem = self.redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
+                status = None
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return Page(shown, status, response.headers, response.content, attempt)
+                reason = self.redact(response.reason_phrase or "")
+                problem = f"HTTP {status} {reason}".strip()
+                if status not in RETRYABLE_STATUS:
+                    raise SourceHTTPError(
+                        f"extract {self.spec.name!r}: {shown} answered {problem}; "
+                        "this status is not retried (check the URL, parameters and credentials)",
+                        extract=self.spec.name,
+                        status_code=status,
+                    )
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+            if attempt >= retries.max_attempts:
+                message = (
+                    f"extract {self.spec.name!r}: {shown} failed {attempt} times, last: {problem}"
+                )
+                if status is None:
+                    raise SourceUnavailableError(message, extract=self.spec.name)
+                raise SourceHTTPError(message, extract=self.spec.name, status_code=status)
+            if wait is None:
+                wait = min(retries.backoff_seconds * 2 ** (attempt - 1), retries.max_backoff_seconds)
+            if wait >= self.deadline.remaining():
+                raise DeadlineExceeded(
+                    f"{shown} answered {problem} and asked to wait {wait:g} s, "
+                    f"past the end of the {self.deadline.seconds:g} s time budget"
+                )
+            self.log.warning(
+                f"extract {self.spec.name!r}: {shown}: {problem}; "
+                f"retry {attempt}/{retries.max_attempts - 1} in {wait:.2f} s"
+            )
+            await asyncio.sleep(wait)
+
+

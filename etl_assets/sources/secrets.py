@@ -1,0 +1,40 @@
+"""Keeps secrets out of logs, errors, metadata and ``run_context``.
+
+Values that came from environment variables into headers or query parameters are secrets.
+A :class:`Redactor` knows them and replaces them wherever text leaves the process; URLs
+also lose their user-info part.
+"""
+
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "***"
+
+
+class Redactor:
+    """Replaces known secret values in text with ``***``."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        self._secrets: list[str] = []
+        for secret in secrets or []:
+            self.add(secret)
+
+    def add(self, secret: str) -> None:
+        """Register a secret; very short values are ignored to avoid masking common words."""
+        if secret and len(secret) >= 4 and secret not in self._secrets:
+            self._secrets.append(secret)
+            self._secrets.sort(key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+
+def strip_userinfo(url: str) -> str:
+    """Drop ``user:password@`` from a URL so it can be shown."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"{MASK}@{host}", parts.path, parts.query, parts.fragment))

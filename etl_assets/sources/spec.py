@@ -1,0 +1,307 @@
+"""Extract specs: the YAML file that says which APIs to extract, in dlt's vocabulary.
+
+One file describes one source::
+
+    name: demo_source                 # Dagster group of the assets (default "extracts")
+    client:
+      base_url: ${ETL_DEMO_SOURCE_URL:-http://127.0.0.1:8765}
+      headers: {Authorization: "Bearer ${DEMO_TOKEN}"}
+      paginator: {type: offset, limit: 1000, offset_param: skip, limit_param: limit,
+                  total_path: total}          # or total_header: X-Total-Count
+      retries: {max_attempts: 5, backoff_seconds: 0.5, max_backoff_seconds: 30}
+      request_timeout_seconds: 60
+    resources:
+      - name: patients
+        primary_key: id
+        endpoint: {path: /patients, params: {}, data_selector: items}
+
+Every mistake is reported at load time as a :class:`SpecError` naming the file, the
+resource and the key, so a broken file never gets as far as a run.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from etl_assets.errors import SpecError
+from etl_assets.settings import IDENTIFIER
+from etl_assets.sources import templates
+from etl_assets.sources.selectors import parse_selector
+
+PAGINATOR_TYPES = ("offset",)
+MAX_NAME_LENGTH = 59  # "stg_" + name must fit PostgreSQL's 63-character identifiers
+
+
+@dataclass(frozen=True)
+class PaginatorSpec:
+    """How pages are requested. Only offset paging exists so far."""
+
+    type: str = "offset"
+    limit: int = 100
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    total_path: str | None = None
+    total_header: str | None = None
+
+
+@dataclass(frozen=True)
+class RetrySpec:
+    """Retries on connection errors, 429 and 5xx, with exponential backoff."""
+
+    max_attempts: int = 5
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class ExtractSpec:
+    """One resource of a source: everything a run needs to extract it."""
+
+    name: str
+    group: str
+    base_url: str
+    path: str
+    primary_key: tuple[str, ...]
+    paginator: PaginatorSpec
+    retries: RetrySpec = field(default_factory=RetrySpec)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    data_selector: str | None = None
+    request_timeout_seconds: float = 60.0
+    description: str | None = None
+    source_file: str = "<inline>"
+
+    @property
+    def table_name(self) -> str:
+        return f"stg_{self.name}"
+
+
+class _Reader:
+    """Walks a parsed YAML mapping and reports errors with their location."""
+
+    def __init__(self, file: str, resource: str | None = None) -> None:
+        self.file = file
+        self.resource = resource
+
+    def fail(self, key: str, reason: str) -> SpecError:
+        where = f"{self.file}: "
+        if self.resource is not None:
+            where += f"resource {self.resource!r}: "
+        return SpecError(f"{where}key {key!r}: {reason}")
+
+    def mapping(self, value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a mapping, got {type(value).__name__}")
+        unknown = sorted(str(k) for k in value if k not in allowed)
+        if unknown:
+            raise self.fail(
+                f"{key}.{unknown[0]}" if key else unknown[0],
+                f"is not a known key (known: {', '.join(sorted(allowed))})",
+            )
+        return value
+
+    def string(self, value: Any, key: str, *, template: bool = False) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f"must be a non-empty string, got {value!r}")
+        if template and (why := templates.check_template(value)):
+            raise self.fail(key, why)
+        return value
+
+    def integer(self, value: Any, key: str, *, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(key, f"must be a whole number from {low} to {high}, got {value!r}")
+        return value
+
+    def number(self, value: Any, key: str, *, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise self.fail(key, f"must be a number from {low} to {high}, got {value!r}")
+        return float(value)
+
+    def param_name(self, value: Any, key: str) -> str:
+        text = self.string(value, key)
+        if not all(c.isalnum() or c in "_-.[]$" for c in text):
+            raise self.fail(key, f"must be a plain query parameter name, got {value!r}")
+        return text
+
+
+def _paginator(reader: _Reader, raw: Any, key: str, base: PaginatorSpec | None) -> PaginatorSpec:
+    allowed = {"type", "limit", "offset_param", "limit_param", "total_path", "total_header"}
+    data = reader.mapping(raw, key, allowed)
+    kind = data.get("type", base.type if base else "offset")
+    if kind not in PAGINATOR_TYPES:
+        raise reader.fail(f"{key}.type", f"must be one of {', '.join(PAGINATOR_TYPES)}, got {kind!r}")
+    start = base or PaginatorSpec()
+    spec = PaginatorSpec(
+        type=kind,
+        limit=reader.integer(data.get("limit", start.limit), f"{key}.limit", low=1, high=100_000),
+        offset_param=reader.param_name(data.get("offset_param", start.offset_param), f"{key}.offset_param"),
+        limit_param=reader.param_name(data.get("limit_param", start.limit_param), f"{key}.limit_param"),
+        total_path=data.get("total_path", start.total_path),
+        total_header=data.get("total_header", start.total_header),
+    )
+    if spec.total_path is not None:
+        reader.string(spec.total_path, f"{key}.total_path")
+        try:
+            parse_selector(spec.total_path)
+        except ValueError as exc:
+            raise reader.fail(f"{key}.total_path", str(exc)) from None
+    if spec.total_header is not None:
+        reader.param_name(spec.total_header, f"{key}.total_header")
+    if spec.total_path and spec.total_header:
+        raise reader.fail(key, "give total_path or total_header, not both")
+    if spec.offset_param == spec.limit_param:
+        raise reader.fail(f"{key}.limit_param", "must differ from offset_param")
+    return spec
+
+
+def _retries(reader: _Reader, raw: Any) -> RetrySpec:
+    data = reader.mapping(raw, "client.retries", {"max_attempts", "backoff_seconds", "max_backoff_seconds"})
+    default = RetrySpec()
+    return RetrySpec(
+        max_attempts=reader.integer(
+            data.get("max_attempts", default.max_attempts), "client.retries.max_attempts", low=1, high=100
+        ),
+        backoff_seconds=reader.number(
+            data.get("backoff_seconds", default.backoff_seconds), "client.retries.backoff_seconds", low=0, high=3600
+        ),
+        max_backoff_seconds=reader.number(
+            data.get("max_backoff_seconds", default.max_backoff_seconds),
+            "client.retries.max_backoff_seconds",
+            low=0,
+            high=86_400,
+        ),
+    )
+
+
+def _scalar_params(reader: _Reader, raw: Any, key: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise reader.fail(key, f"must be a mapping, got {type(raw).__name__}")
+    params: dict[str, Any] = {}
+    for name, value in raw.items():
+        reader.param_name(name, f"{key}.{name}")
+        if isinstance(value, str):
+            if why := templates.check_template(value):
+                raise reader.fail(f"{key}.{name}", why)
+        elif value is not None and not isinstance(value, bool | int | float):
+            raise reader.fail(f"{key}.{name}", f"must be a string, number or boolean, got {value!r}")
+        params[str(name)] = value
+    return params
+
+
+def _headers(reader: _Reader, raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise reader.fail("client.headers", f"must be a mapping, got {type(raw).__name__}")
+    headers: dict[str, str] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c == "-" for c in name):
+            raise reader.fail(f"client.headers.{name}", "is not a valid header name")
+        text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        headers[name] = reader.string(text, f"client.headers.{name}", template=True)
+        if any(c in headers[name] for c in "\r\n"):
+            raise reader.fail(f"client.headers.{name}", "must not contain a line break")
+    return headers
+
+
+def parse_extracts(document: Any, *, source_file: str = "<inline>") -> list[ExtractSpec]:
+    """Validate a parsed extracts document and return one spec per resource."""
+    top = _Reader(source_file)
+    data = top.mapping(document, "", {"name", "client", "resources"})
+    group = data.get("name", "extracts")
+    if not isinstance(group, str) or not IDENTIFIER.match(group):
+        raise top.fail("name", f"must be a lower-case identifier, got {group!r}")
+    client = top.mapping(
+        data.get("client"), "client", {"base_url", "headers", "paginator", "retries", "request_timeout_seconds"}
+    )
+    base_url = top.string(client.get("base_url"), "client.base_url", template=True)
+    if not base_url.startswith(("http://", "https://", "${")):
+        raise top.fail("client.base_url", f"must start with http:// or https://, got {base_url!r}")
+    headers = _headers(top, client.get("headers"))
+    paginator = _paginator(top, client.get("paginator"), "client.paginator", None)
+    retries = _retries(top, client.get("retries"))
+    request_timeout = top.number(
+        client.get("request_timeout_seconds", 60), "client.request_timeout_seconds", low=0.1, high=3600
+    )
+    resources = data.get("resources")
+    if not isinstance(resources, list) or not resources:
+        raise top.fail("resources", "must be a non-empty list of resources")
+
+    specs: list[ExtractSpec] = []
+    seen: set[str] = set()
+    for position, raw in enumerate(resources):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        label = name if isinstance(name, str) else f"#{position + 1}"
+        reader = _Reader(source_file, label)
+        res = reader.mapping(raw, "", {"name", "primary_key", "endpoint", "description"})
+        if not isinstance(name, str) or not IDENTIFIER.match(name) or len(name) > MAX_NAME_LENGTH:
+            raise reader.fail(
+                "name",
+                "must be a lower-case identifier (letters, digits, underscore, not starting "
+                f"with a digit, at most {MAX_NAME_LENGTH} characters), got {name!r}",
+            )
+        if name in seen:
+            raise reader.fail("name", "is used by two resources")
+        seen.add(name)
+        primary_key = res.get("primary_key")
+        keys = [primary_key] if isinstance(primary_key, str) else primary_key
+        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
+            raise reader.fail("primary_key", f"must be a field name or a list of them, got {primary_key!r}")
+        endpoint_raw = res.get("endpoint")
+        if isinstance(endpoint_raw, str):
+            endpoint_raw = {"path": endpoint_raw}
+        endpoint = reader.mapping(endpoint_raw, "endpoint", {"path", "params", "data_selector", "paginator"})
+        path = reader.string(endpoint.get("path"), "endpoint.path")
+        if not path.startswith("/") or ".." in path or "://" in path or any(c in path for c in "?#\\ "):
+            raise reader.fail("endpoint.path", f"must be a plain path starting with '/', got {path!r}")
+        selector = endpoint.get("data_selector")
+        if selector is not None:
+            reader.string(selector, "endpoint.data_selector")
+            try:
+                parse_selector(selector)
+            except ValueError as exc:
+                raise reader.fail("endpoint.data_selector", str(exc)) from None
+        own_paginator = endpoint.get("paginator")
+        specs.append(
+            ExtractSpec(
+                name=name,
+                group=group,
+                base_url=base_url,
+                path=path,
+                primary_key=tuple(keys),
+                paginator=(
+                    _paginator(reader, own_paginator, "endpoint.paginator", paginator)
+                    if own_paginator is not None
+                    else paginator
+                ),
+                retries=retries,
+                headers=headers,
+                params=_scalar_params(reader, endpoint.get("params"), "endpoint.params"),
+                data_selector=selector,
+                request_timeout_seconds=request_timeout,
+                description=res.get("description"),
+                source_file=source_file,
+            )
+        )
+    return specs
+
+
+def load_extracts(path: str | Path) -> list[ExtractSpec]:
+    """Read and validate an extracts file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{file}: cannot read the extracts file: {exc.strerror or exc}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{file}: not valid YAML: {exc}") from None
+    return parse_extracts(document, source_file=str(file))

@@ -1,0 +1,42 @@
+"""Creating the warehouse engine, with the settings each backend needs."""
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from etl_assets.errors import SettingsError
+
+
+def create_warehouse_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets its folder, WAL and a busy timeout.
+
+    WAL lets the Dagster UI or a second process read while a run writes, and the busy
+    timeout turns a brief lock into a wait instead of an error.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise SettingsError("ETL_DATABASE_URL is not a SQLAlchemy database URL") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    if parsed.get_backend_name() != "postgresql":
+        raise SettingsError(
+            f"ETL_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL, got a "
+            f"{parsed.get_backend_name()!r} URL"
+        )
+    return sa.create_engine(parsed, pool_pre_ping=True)

@@ -1,0 +1,127 @@
+"""Extracting from a third-party server: json-server 0.17.4 (npm, pinned), serving
+FHIR patients as a bare JSON array with ``_start``/``_limit`` paging and ``X-Total-Count``.
+"""
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from etl_assets.checkpoints import RunStatus
+from etl_assets.demo.records import patient
+from etl_assets.errors import JobTimeoutError
+from etl_assets.sources.spec import parse_extracts
+from etl_assets_tests.conftest import IN_CI
+from etl_assets_tests.support import extract
+
+ROOT = Path(__file__).resolve().parent.parent
+BINARY = ROOT / "node_modules" / ".bin" / "json-server"
+PATIENTS = 257
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def patients_db(tmp_path_factory) -> tuple[Path, list[dict]]:
+    records = [patient(i) for i in range(PATIENTS)]
+    db = tmp_path_factory.mktemp("json_server") / "db.json"
+    db.write_text(json.dumps({"Patient": records}, ensure_ascii=False))
+    return db, records
+
+
+def start_json_server(db: Path, delay_ms: int = 0):
+    if not BINARY.exists() or shutil.which("node") is None:
+        message = f"json-server is not installed at {BINARY} (run `make node`)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    port = free_port()
+    args = [str(BINARY), "--host", "127.0.0.1", "--port", str(port), "--read-only", "--quiet"]
+    if delay_ms:
+        args += ["--delay", str(delay_ms)]
+    process = subprocess.Popen([*args, str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(f"{url}/Patient?_start=0&_limit=1", timeout=1)
+            return process, url
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"json-server did not start: {process.stderr.read().decode()[-1000:]}")
+            time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stderr:
+        process.stderr.close()
+
+
+def spec_for(url: str, limit: int):
+    (spec,) = parse_extracts(
+        {
+            "client": {
+                "base_url": url,
+                "paginator": {
+                    "type": "offset",
+                    "limit": limit,
+                    "offset_param": "_start",
+                    "limit_param": "_limit",
+                    "total_header": "X-Total-Count",
+                },
+            },
+            "resources": [{"name": "patients", "primary_key": "id", "endpoint": {"path": "/Patient", "data_selector": "$"}}],
+        },
+        source_file="json-server.yaml",
+    )
+    return spec
+
+
+def test_extract_fhir_patients_from_json_server(patients_db, warehouse):
+    db, records = patients_db
+    process, url = start_json_server(db)
+    try:
+        result = extract(spec_for(url, limit=50), warehouse)
+    finally:
+        stop(process)
+    assert (result.records_fetched, result.inserted, result.pages, result.source_total) == (PATIENTS, PATIENTS, 6, PATIENTS)
+    stored = warehouse.records("patients")
+    assert stored == {r["id"]: r for r in records}
+    run = warehouse.run(result.run_id)
+    assert run.status is RunStatus.SUCCESS and run.records_loaded == PATIENTS
+
+
+def test_json_server_timeout_and_resume(patients_db, warehouse):
+    db, records = patients_db
+    process, url = start_json_server(db, delay_ms=150)
+    try:
+        spec = spec_for(url, limit=20)
+        with pytest.raises(JobTimeoutError):
+            extract(spec, warehouse, timeout=1.0, interval=60)
+        (run,) = warehouse.runs("patients")
+        stopped = run.checkpoint.skip
+        assert run.status is RunStatus.RUNNING and 0 < stopped < PATIENTS and stopped % 20 == 0
+        assert len(warehouse.records("patients")) == stopped
+        result = extract(spec, warehouse, timeout=60, interval=60)
+    finally:
+        stop(process)
+    assert (result.run_id, result.resumed_from_skip, result.records_fetched) == (run.run_id, stopped, PATIENTS - stopped)
+    assert (result.inserted, result.updated) == (PATIENTS - stopped, 0)
+    assert warehouse.records("patients") == {r["id"]: r for r in records}
+    assert warehouse.run(run.run_id).records_loaded == PATIENTS
