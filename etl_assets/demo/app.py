@@ -52,6 +52,7 @@ NO_STATUS = 0
 
 _RAW_SEND = "etl_assets.demo.raw_send"
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
+_BODILESS_STATUSES = frozenset({204, 304})
 _DRIP_HEAD = b'{"total": 1000000, "items": [{"id": 0}'
 
 
@@ -236,7 +237,10 @@ def _parse_param(params: QueryParams, name: str, default: int, ceiling: int) -> 
 async def _send_body(
     send: Send, status: int, body: bytes, content_type: str, headers: Iterable[tuple[str, str]] = ()
 ) -> None:
-    raw_headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode())]
+    if status in _BODILESS_STATUSES:
+        raw_headers, body = [], b""
+    else:
+        raw_headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode())]
     raw_headers.extend((key.encode("latin-1"), value.encode("latin-1")) for key, value in headers)
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
@@ -435,9 +439,8 @@ def create_app(source: DemoSource) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return Response(
-            _dumps({"error": exc.detail}), status_code=exc.status_code, headers=exc.headers, media_type="application/json"
-        )
+        body = _dumps({"error": exc.detail})
+        return Response(body, status_code=exc.status_code, headers=exc.headers, media_type="application/json")
 
     app = _DemoStarlette(
         routes=[

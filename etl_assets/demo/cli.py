@@ -77,7 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--latency-ms", type=_milliseconds, default=0.0, metavar="MS", help="delay added to every data request"
     )
     parser.add_argument(
-        "--max-limit", type=_positive, default=None, metavar="N", help="serve at most N items per page whatever the limit"
+        "--max-limit",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="serve at most N items per page, whatever limit is asked for",
     )
     parser.add_argument(
         "--fault",
@@ -85,7 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="JSON",
-        help='a fault to inject, as a JSON object, e.g. \'{"path": "/patients", "skip": 100, "status": 503}\'; repeatable',
+        help="""a fault to inject, as a JSON object such as '{"path": "/patients", "skip": 100, "status": 503}'; """
+        "repeatable",
     )
     parser.add_argument("--faults-file", type=Path, metavar="PATH", help="a JSON file holding a list of fault objects")
 

@@ -31,8 +31,8 @@ class Fault:
 
     Attributes:
         path: request path it applies to, matched exactly (``"/patients"``).
-        skip: apply only to requests whose ``skip`` query parameter equals this; ``None``
-            for any request to ``path``.
+        skip: apply only to requests whose ``skip`` query parameter (0 when absent)
+            equals this; ``None`` for any request to ``path``.
         times: how many matching requests it applies to before it is used up; ``None``
             for every matching request until removed.
         action: what the server does instead of serving the page:
@@ -44,7 +44,12 @@ class Fault:
             - ``drip``: send 200 headers at once, then one byte of a plausible JSON body
               every ``drip_interval`` seconds, never finishing.
             - ``malformed``: respond 200 with ``body`` as ``content_type``.
-            - ``drop``: close the connection without sending any response.
+            - ``drop``: close the connection without sending any response. The server
+              has read the whole request, so the client sees a clean close before the
+              first response byte (httpx raises ``RemoteProtocolError: Server
+              disconnected without sending a response.``). This needs uvicorn (as
+              :mod:`etl_assets.demo.server` runs it); under another ASGI server the
+              request fails with a 500 instead.
         status: the status code of a ``status`` fault.
         retry_after: the exact ``Retry-After`` header value of a ``status`` fault
             (seconds like ``"2"`` or an HTTP date); ``None`` sends no header.

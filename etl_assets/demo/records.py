@@ -97,10 +97,18 @@ _QUANTITY_CODES = (
     ("9279-1", "Respiratory rate", "vital-signs", "breaths/minute", "/min", 10.0, 150),
 )
 _STRING_CODES = (
-    ("72166-2", "Tobacco smoking status", "social-history", ("Never smoker", "Former smoker", "Current every day smoker")),
+    (
+        "72166-2",
+        "Tobacco smoking status",
+        "social-history",
+        ("Never smoker", "Former smoker", "Current every day smoker"),
+    ),
     ("11331-6", "History of alcohol use", "social-history", ("None", "Occasional – weekends", "Daily, «two glasses»")),
 )
 _CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
+_ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+_SNOMED = "http://snomed.info/sct"
+_UCUM = "http://unitsofmeasure.org"
 
 
 def _hash(i: int, salt: int) -> int:
@@ -179,9 +187,19 @@ def patient(i: int) -> dict:
         "birthDate": None if i % 11 == 10 else _birth_date(hi % _BIRTH_SPAN_DAYS),
         "deceasedBoolean": (hi >> 22) % 17 == 0,
         "address": [
-            {"use": "home", "line": [f"{1 + (lo >> 24)} {street}"], "city": city, "postalCode": postal, "country": country}
+            {
+                "use": "home",
+                "line": [f"{1 + (lo >> 24)} {street}"],
+                "city": city,
+                "postalCode": postal,
+                "country": country,
+            }
         ],
-        "maritalStatus": None if marital is None else {"coding": [{"system": _MARITAL_SYSTEM, "code": marital[0], "display": marital[1]}]},
+        "maritalStatus": (
+            None
+            if marital is None
+            else {"coding": [{"system": _MARITAL_SYSTEM, "code": marital[0], "display": marital[1]}]}
+        ),
         "multipleBirthInteger": (hi >> 26) % 3 + 1 if (hi >> 28) % 9 == 0 else None,
         "extension": extension,
     }
@@ -204,18 +222,24 @@ def encounter(i: int) -> dict:
     start = i * 3600 + (h >> 20) % 3600
     minutes = 15 + (h >> 32) % 240
     finished = status == "finished"
+    provider = (h >> 48) % 20
     return {
         "resourceType": "Encounter",
         "id": f"enc-{i:08d}",
         "meta": {"versionId": str(1 + (h >> 40) % 3), "lastUpdated": _instant(start + minutes * 60 + 120)},
         "status": status,
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class_code, "display": class_display},
-        "type": [{"coding": [{"system": "http://snomed.info/sct", "code": type_code, "display": type_display}], "text": type_display}],
+        "class": {"system": _ACT_CODE_SYSTEM, "code": class_code, "display": class_display},
+        "type": [{"coding": [{"system": _SNOMED, "code": type_code, "display": type_display}], "text": type_display}],
         "subject": _subject(i // ENCOUNTERS_PER_PATIENT),
         "period": {"start": _instant(start), "end": _instant(start + minutes * 60) if finished else None},
-        "length": {"value": minutes, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"} if finished else None,
-        "reasonCode": None if reason is None else [{"coding": [{"system": "http://snomed.info/sct", "code": reason[0], "display": reason[1]}]}],
-        "serviceProvider": {"reference": f"Organization/org-{(h >> 48) % 20:04d}", "display": "Klinikum Süd" if (h >> 48) % 2 else "St. Mary's"},
+        "length": {"value": minutes, "unit": "min", "system": _UCUM, "code": "min"} if finished else None,
+        "reasonCode": (
+            None if reason is None else [{"coding": [{"system": _SNOMED, "code": reason[0], "display": reason[1]}]}]
+        ),
+        "serviceProvider": {
+            "reference": f"Organization/org-{provider:04d}",
+            "display": "Klinikum Süd" if provider % 2 else "St. Mary's",
+        },
     }
 
 
@@ -252,7 +276,7 @@ def observation(i: int) -> dict:
         if kind == 9:
             value = None
         else:
-            value = {"value": round(low + (h >> 16) % steps / 10, 1), "unit": unit, "system": "http://unitsofmeasure.org", "code": ucum}
+            value = {"value": round(low + (h >> 16) % steps / 10, 1), "unit": unit, "system": _UCUM, "code": ucum}
     record["category"] = [{"coding": [{"system": _CATEGORY_SYSTEM, "code": category}]}]
     record["code"] = {"coding": [{"system": "http://loinc.org", "code": code, "display": display}], "text": display}
     record["subject"] = _subject(patient_index)

@@ -131,7 +131,9 @@ class ServerThread:
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the demo source server on {self.url} did not start within {self._startup_timeout} s")
+                raise RuntimeError(
+                    f"the demo source server on {self.url} did not start within {self._startup_timeout} s"
+                )
             time.sleep(0.005)
         return self
 
