@@ -23,10 +23,11 @@ import httpx
 from etl_assets.errors import SourceHTTPError, SourceUnavailableError
 from etl_assets.sources import templates
 from etl_assets.sources.deadline import Deadline, DeadlineExceeded
-from etl_assets.sources.secrets import Redactor, strip_userinfo
+from etl_assets.sources.secrets import RedactingFilter, Redactor, strip_userinfo
 from etl_assets.sources.spec import ExtractSpec
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+HTTP_LOGGERS = ("httpx", "httpcore", "httpcore.http11", "httpcore.connection")
 USER_AGENT = "etl-assets/0.1"
 
 
@@ -101,8 +102,11 @@ class SourceClient:
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._client: httpx.AsyncClient | None = None
         self._pending: set[Future[Page]] = set()
+        self._log_filter = RedactingFilter(redactor)
 
     def __enter__(self) -> "SourceClient":
+        for name in HTTP_LOGGERS:
+            logging.getLogger(name).addFilter(self._log_filter)
         self._portal_cm = anyio.from_thread.start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
         self._client = self._portal.call(self._open)
@@ -124,6 +128,8 @@ class SourceClient:
             self._portal_cm.__exit__(None, None, None)
             self._portal = None
             self._client = None
+            for name in HTTP_LOGGERS:
+                logging.getLogger(name).removeFilter(self._log_filter)
 
     async def _open(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(

@@ -5,6 +5,7 @@ A :class:`Redactor` knows them and replaces them wherever text leaves the proces
 also lose their user-info part.
 """
 
+import logging
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
@@ -38,3 +39,19 @@ def strip_userinfo(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit((parts.scheme, f"{MASK}@{host}", parts.path, parts.query, parts.fragment))
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in records of third-party loggers (httpx logs every request URL, query
+    string included, at INFO)."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redact = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True

@@ -1,0 +1,143 @@
+"""Bad pages, HTTP errors and secrets: every failure names the extract, the position and the
+reason, keeps what was stored, and never shows a secret."""
+
+import json
+import logging
+from dataclasses import replace
+from datetime import timezone
+
+import pytest
+import sqlalchemy as sa
+
+from etl_assets.checkpoints import RunStatus
+from etl_assets.demo import DemoSource, Fault, ListCollection, ServerThread
+from etl_assets.errors import MalformedPageError, SettingsError, SourceHTTPError
+from etl_assets_tests.support import extract, items_spec, simple_records
+
+TOKEN = "tok-9f8e7d6c5b4a-secret"
+API_KEY = "key-0a1b2c3d4e5f-secret"
+
+
+@pytest.fixture
+def source():
+    demo = DemoSource(collections={"items": ListCollection(simple_records(50))})
+    with ServerThread(demo) as server:
+        yield server
+
+
+def ids(warehouse):
+    return sorted(int(k) for k in warehouse.records("items"))
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (Fault(path="/items", skip=20, action="malformed", body="<html><body>Service down</body></html>", content_type="text/html"),
+         "the body is not valid JSON"),
+        (Fault(path="/items", skip=20, action="malformed", body='{"total": 50, "items": [{"id": 21}, {"id"'),
+         "the body is not valid JSON"),
+        (Fault(path="/items", skip=20, action="malformed", body=""), "the body is not valid JSON"),
+        (Fault(path="/items", skip=20, action="malformed", body='{"total": 50, "items": [NaN]}'), "NaN is not valid JSON"),
+        (Fault(path="/items", skip=20, action="malformed", body='{"total": 50, "data": []}'),
+         "data_selector 'items' must select a list of records, found nothing"),
+        (Fault(path="/items", skip=20, action="malformed", body='{"total": 50, "items": {"id": 1}}'),
+         "data_selector 'items' must select a list of records, found dict"),
+        (Fault(path="/items", skip=20, action="malformed", body='{"total": 50, "items": [{"id": 21}, 7]}'),
+         "record 21 (position 1 in the page): records must be JSON objects, got int"),
+        (Fault(path="/items", skip=20, action="malformed", body='{"total": 50, "items": [{"id": 21}, {"name": "x"}]}'),
+         "record 21 (position 1 in the page): primary key id is missing"),
+    ],
+    ids=["html-200", "cut-off", "empty", "nan", "no-selector", "not-a-list", "not-an-object", "no-key"],
+)
+def test_malformed_page_fails_naming_extract_skip_and_reason(source, warehouse, fault, reason):
+    source.source.add_fault(fault)
+    with pytest.raises(MalformedPageError) as raised:
+        extract(items_spec(source.url, limit=10), warehouse, interval=60)
+    message = str(raised.value)
+    assert message.startswith("extract 'items', skip=20")
+    assert reason in message
+    run = warehouse.runs("items")[-1]
+    assert run.status is RunStatus.FAILED and run.error_message == message
+    assert (run.checkpoint.skip, run.checkpoint.page_index, run.checkpoint.total_records) == (20, 2, 20)
+    assert ids(warehouse) == list(range(1, 21))
+
+
+def test_dropped_connection_is_retried(source, warehouse):
+    source.source.add_fault(Fault(path="/items", skip=30, action="drop", times=2))
+    result = extract(items_spec(source.url, limit=10), warehouse)
+    assert [r.skip for r in source.source.requests("/items")] == [0, 10, 20, 30, 30, 30, 40]
+    assert ids(warehouse) == list(range(1, 51)) and result.requests == 7
+
+
+def secret_spec(url):
+    spec = items_spec(url, limit=10, params={"api_key": "${ITEMS_API_KEY}", "region": "eu"})
+    return replace(spec, headers={"Authorization": "Bearer ${ITEMS_TOKEN}"})
+
+
+ENV = {"ITEMS_TOKEN": TOKEN, "ITEMS_API_KEY": API_KEY}
+
+
+def everything_said(warehouse, caplog, error):
+    with warehouse.engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT * FROM {warehouse.table('dw_etl_runs')}")).mappings().all()
+    return "\n".join([caplog.text, str(error), json.dumps([{k: str(v) for k, v in r.items()} for r in rows])])
+
+
+def test_unretried_4xx_names_url_and_status_without_secrets(source, warehouse, caplog):
+    source.source.add_fault(Fault(path="/items", skip=10, status=404, times=None))
+    with caplog.at_level(logging.DEBUG), pytest.raises(SourceHTTPError) as raised:
+        extract(secret_spec(source.url), warehouse, environ=ENV, log=logging.getLogger("secrets"))
+    message = str(raised.value)
+    assert message == (
+        f"extract 'items': {source.url}/items?api_key=***&region=eu&skip=10&limit=10 answered "
+        "HTTP 404 Not Found; this status is not retried (check the URL, parameters and credentials)"
+    )
+    assert raised.value.status_code == 404
+    said = everything_said(warehouse, caplog, raised.value)
+    assert TOKEN not in said and API_KEY not in said
+    run = warehouse.runs("items")[-1]
+    assert run.parameters["params"] == {"api_key": "${ITEMS_API_KEY}", "region": "eu"}
+
+
+def test_secrets_reach_the_source_but_nothing_else(source, warehouse, caplog):
+    source.source.add_fault(Fault(path="/items", skip=20, status=503, times=1))
+    with caplog.at_level(logging.DEBUG):
+        result = extract(secret_spec(source.url), warehouse, environ=ENV, log=logging.getLogger("secrets"))
+    assert "retry 1/2" in caplog.text and "api_key=***" in caplog.text
+    said = everything_said(warehouse, caplog, result)
+    assert TOKEN not in said and API_KEY not in said
+    assert result.records_fetched == 50
+
+
+def test_missing_secret_variable_fails_before_anything_runs(source, warehouse):
+    with pytest.raises(SettingsError, match=r"extract 'items': client.headers.Authorization refers to environment variable ITEMS_TOKEN, which is not set"):
+        extract(secret_spec(source.url), warehouse, environ={"ITEMS_API_KEY": API_KEY})
+    assert source.source.requests() == []
+
+
+def test_checkpoints_are_logged_and_timestamps_are_utc(source, warehouse, caplog):
+    with caplog.at_level(logging.INFO):
+        result = extract(items_spec(source.url, limit=20), warehouse, interval=0, log=logging.getLogger("cp"))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoint_saved")]
+    assert lines == [
+        f"checkpoint_saved extract=items run_id={result.run_id} skip={skip} page_index={page} records={skip}"
+        for skip, page in ((20, 1), (40, 2), (50, 3))
+    ]
+    run = warehouse.run(result.run_id)
+    for moment in (run.started_at, run.updated_at, run.finished_at):
+        assert moment.tzinfo is timezone.utc
+    assert run.started_at <= run.updated_at <= run.finished_at
+
+
+def test_existing_tables_are_kept_as_they_are(source, warehouse):
+    extract(items_spec(source.url, limit=50), warehouse)
+    with warehouse.engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {warehouse.table('dw_etl_runs')} ADD COLUMN owner_note TEXT"))
+        conn.execute(sa.text(f"UPDATE {warehouse.table('dw_etl_runs')} SET owner_note = 'keep me'"))
+    extract(items_spec(source.url, limit=50), warehouse)
+    with warehouse.engine.connect() as conn:
+        notes = conn.execute(
+            sa.text(f"SELECT run_id, owner_note FROM {warehouse.table('dw_etl_runs')} ORDER BY run_id")
+        ).all()
+    assert [tuple(n) for n in notes] == [(1, "keep me"), (2, None)]
+    assert len(warehouse.records("items")) == 50
