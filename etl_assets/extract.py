@@ -81,6 +81,7 @@ class ExtractOptions:
     checkpoint_interval_seconds: float = 60.0
     resume_from_checkpoint: bool = True
     dagster_run_id: str | None = None
+    resume_run_id: int | None = None
 
 
 @dataclass
@@ -163,7 +164,11 @@ def run_extract(
     is_run_active: Callable[[str], bool] | None = None,
     hooks: ExtractHooks | None = None,
 ) -> ExtractResult:
-    """Run (or resume) one extract to completion, its deadline, or its first hard error."""
+    """Run (or resume) one extract to completion, its deadline, or its first hard error.
+
+    ``is_run_active(dagster_run_id)`` tells whether another Dagster run that holds a row is
+    still in progress; a run unknown to it counts as ended.
+    """
     log = log or logging.getLogger("etl_assets")
     redactor = Redactor()
     deadline = Deadline(options.timeout_seconds)
@@ -214,15 +219,20 @@ class _Run:
         self.committed_records = 0
         self.saved_at = time.monotonic()
         self.result: ExtractResult | None = None
+        self.lost_row = False
 
     # -- choosing the dw_etl_runs row ---------------------------------------------------
 
     def claim(self, parameters: dict[str, Any], is_run_active: Callable[[str], bool]) -> None:
         name = self.spec.name
         me = self.options.dagster_run_id
+        wanted = self.options.resume_run_id
         with self.store.transaction() as conn:
+            candidates = self.store.unfinished(conn, name)
+            if wanted is not None:
+                candidates = self._wanted_first(conn, candidates, wanted)
             resume: RunRecord | None = None
-            for row in self.store.unfinished(conn, name):
+            for row in candidates:
                 owner = row.dagster_run_id
                 if row.status is RunStatus.RUNNING and owner and owner != me and is_run_active(owner):
                     raise ExtractAlreadyRunningError(
@@ -230,10 +240,11 @@ class _Run:
                         f"Dagster run {owner}, which is still in progress; this run did nothing",
                         extract=name,
                     )
+            for row in candidates:
                 if row.checkpoint is None:
                     self._retire(conn, row, "abandoned: its run ended before saving a checkpoint")
                     continue
-                if resume is None and self.options.resume_from_checkpoint:
+                if resume is None and (self.options.resume_from_checkpoint or row.run_id == wanted):
                     differences = parameter_differences(row.parameters, parameters)
                     if not differences:
                         resume = row
@@ -289,6 +300,24 @@ class _Run:
             records_loaded=self.committed_records,
             resumed_from_skip=self.committed.skip if resume is not None else None,
         )
+
+    def _wanted_first(self, conn: Connection, candidates: list[RunRecord], wanted: int) -> list[RunRecord]:
+        """Put the row a caller asked to resume first, or say why it cannot be resumed."""
+        name = self.spec.name
+        row = self.store.get(wanted, conn)
+        if row is None:
+            raise ExtractError(f"extract {name!r}: there is no dw_etl_runs run {wanted} to resume", extract=name)
+        if row.job_name != name:
+            raise ExtractError(
+                f"extract {name!r}: dw_etl_runs run {wanted} belongs to extract {row.job_name!r}", extract=name
+            )
+        if row.status is RunStatus.SUCCESS:
+            raise ExtractError(
+                f"extract {name!r}: dw_etl_runs run {wanted} already succeeded; there is nothing to resume",
+                extract=name,
+            )
+        others = [c for c in candidates if c.run_id != wanted]
+        return [row, *others]
 
     def _retire(self, conn: Connection, row: RunRecord, reason: str) -> None:
         """Close an older row for good so nothing resumes it twice; its data stays."""
@@ -415,11 +444,23 @@ class _Run:
         records = self.committed_records + prepared.received
         due = time.monotonic() - self.saved_at >= self.options.checkpoint_interval_seconds
         now = utcnow()
+        me = self.options.dagster_run_id
         with self.store.transaction() as conn:
             write = self.loader.write(conn, prepared, run_id=self.record.run_id, now=now)
             if due:
                 self._set_checkpoint(state, records, now)
-                self.store.save(conn, self.record.run_id, run_context=self.context, records_loaded=records)
+                owned = self.store.save(
+                    conn, self.record.run_id, run_context=self.context, records_loaded=records, owner=me
+                )
+            else:
+                owned = self.store.touch(conn, self.record.run_id, records_loaded=records, owner=me)
+            if not owned:
+                self.lost_row = True
+                raise ExtractAlreadyRunningError(
+                    f"extract {self.spec.name!r}: another run took over dw_etl_runs run {self.record.run_id}; "
+                    f"this run stops without writing the page at skip={skip}",
+                    extract=self.spec.name,
+                )
             if self.hooks.before_commit is not None:
                 self.hooks.before_commit(conn, skip, due)
         self.committed = state
@@ -473,11 +514,13 @@ class _Run:
         assert self.record is not None and self.result is not None
         self.result.seconds = time.monotonic() - self.started
         self.result.requests = self.client.requests_made
+        if self.lost_row:
+            return
         self._set_checkpoint(self.committed, self.committed_records, utcnow())
         self.attempt.update(outcome=outcome, ended_at=utcnow().isoformat(), error=error)
         try:
             with self.store.transaction() as conn:
-                self.store.save(
+                if not self.store.save(
                     conn,
                     self.record.run_id,
                     run_context=self.context,
@@ -485,7 +528,13 @@ class _Run:
                     status=status,
                     error_message=error,
                     finished=status is RunStatus.FAILED,
-                )
+                    owner=self.options.dagster_run_id,
+                ):
+                    self.log.warning(
+                        f"extract {self.spec.name!r}: dw_etl_runs run {self.record.run_id} was taken over "
+                        "by another run; its checkpoint is left to that run"
+                    )
+                    return
         except Exception as exc:  # the database may be what failed; the original error matters more
             self.log.error(
                 f"extract {self.spec.name!r}: could not save the checkpoint at skip={self.committed.skip} "
@@ -508,14 +557,20 @@ class _Run:
         self.context.pop("checkpoint", None)
         self.context["source_total"] = result.source_total
         with self.store.transaction() as conn:
-            self.store.save(
+            if not self.store.save(
                 conn,
                 self.record.run_id,
                 run_context=self.context,
                 records_loaded=self.committed_records,
                 status=RunStatus.SUCCESS,
                 finished=True,
-            )
+                owner=self.options.dagster_run_id,
+            ):
+                raise ExtractAlreadyRunningError(
+                    f"extract {self.spec.name!r}: another run took over dw_etl_runs run {self.record.run_id} "
+                    "before this one could mark it successful",
+                    extract=self.spec.name,
+                )
         self.log.info(
             f"extract {self.spec.name!r}: success, dw_etl_runs run {self.record.run_id}: "
             f"{result.records_fetched} records fetched in {result.pages} pages "

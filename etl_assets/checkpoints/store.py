@@ -18,6 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 from etl_assets.checkpoints.models import Checkpoint, RunRecord, RunStatus, utcnow
 
 RUNS_TABLE = "dw_etl_runs"
+ANY_OWNER: Any = object()
+"""Pass as ``owner`` to write a row whoever holds it (retiring rows, the sensor)."""
 RESUMABLE = (RunStatus.RUNNING.value, RunStatus.FAILED.value)
 
 
@@ -156,11 +158,13 @@ class CheckpointStore:
         A compare-and-set on ``dagster_run_id``: of two runs that read the same row, only
         the first to write wins.
         """
-        owner = self.table.c.dagster_run_id
-        condition = owner.is_(None) if record.dagster_run_id is None else owner == record.dagster_run_id
         result = conn.execute(
             self.table.update()
-            .where(self.table.c.run_id == record.run_id, condition, self.table.c.status.in_(RESUMABLE))
+            .where(
+                self.table.c.run_id == record.run_id,
+                self._owned_by(record.dagster_run_id),
+                self.table.c.status.in_(RESUMABLE),
+            )
             .values(
                 dagster_run_id=dagster_run_id,
                 status=RunStatus.RUNNING.value,
@@ -182,8 +186,14 @@ class CheckpointStore:
         status: RunStatus = RunStatus.RUNNING,
         error_message: str | None = None,
         finished: bool = False,
-    ) -> None:
-        """Write the row's progress; the caller's transaction decides when it lands."""
+        owner: str | None = ANY_OWNER,
+    ) -> bool:
+        """Write the row's progress; the caller's transaction decides when it lands.
+
+        With ``owner`` the write is fenced: it only happens while ``dagster_run_id`` is still
+        ``owner``, so a run that lost the row to another can never move its checkpoint.
+        Returns whether the row was written.
+        """
         now = utcnow()
         values: dict[str, Any] = {
             "run_context": run_context,
@@ -194,7 +204,21 @@ class CheckpointStore:
         }
         if finished:
             values["finished_at"] = now
-        conn.execute(self.table.update().where(self.table.c.run_id == run_id).values(**values))
+        return self._update(conn, run_id, owner, values)
+
+    def touch(self, conn: Connection, run_id: int, *, records_loaded: int, owner: str | None) -> bool:
+        """Record progress without a checkpoint (fenced like :meth:`save`)."""
+        return self._update(conn, run_id, owner, {"records_loaded": records_loaded, "updated_at": utcnow()})
+
+    def _owned_by(self, owner: str | None) -> Any:
+        column = self.table.c.dagster_run_id
+        return column.is_(None) if owner is None else column == owner
+
+    def _update(self, conn: Connection, run_id: int, owner: Any, values: dict[str, Any]) -> bool:
+        query = self.table.update().where(self.table.c.run_id == run_id)
+        if owner is not ANY_OWNER:
+            query = query.where(self._owned_by(owner))
+        return conn.execute(query.values(**values)).rowcount == 1
 
     def checkpoint(self, run_id: int) -> Checkpoint | None:
         record = self.get(run_id)

@@ -1,0 +1,111 @@
+"""One extractor per dw_etl_runs row: claims, fenced writes and explicit resumes."""
+
+import pytest
+import sqlalchemy as sa
+
+from etl_assets.checkpoints import RunStatus
+from etl_assets.demo import DemoSource, Fault, ListCollection, ServerThread
+from etl_assets.errors import ExtractAlreadyRunningError, ExtractError, JobTimeoutError
+from etl_assets.extract import ExtractHooks, ExtractOptions, run_extract
+from etl_assets_tests.support import items_spec, simple_records
+
+
+@pytest.fixture
+def source():
+    demo = DemoSource(collections={"items": ListCollection(simple_records(30))})
+    with ServerThread(demo) as server:
+        yield server
+
+
+def run(spec, warehouse, *, dagster_run_id, resume_run_id=None, resume=True, active=(), hooks=None, timeout=60.0):
+    return run_extract(
+        spec,
+        warehouse.store,
+        ExtractOptions(
+            timeout_seconds=timeout,
+            checkpoint_interval_seconds=0,
+            resume_from_checkpoint=resume,
+            dagster_run_id=dagster_run_id,
+            resume_run_id=resume_run_id,
+        ),
+        environ={},
+        is_run_active=lambda owner: owner in active,
+        hooks=hooks,
+    )
+
+
+def stop_after_first_page(spec, warehouse, source, dagster_run_id="first"):
+    """Leave a ``running`` row with checkpoint skip=10, as a timed-out run does."""
+    source.source.add_fault(Fault(path="/items", skip=10, action="hang", times=1))
+    with pytest.raises(JobTimeoutError):
+        run(spec, warehouse, dagster_run_id=dagster_run_id, timeout=0.5)
+    source.source.clear_faults()
+    source.source.clear_requests()
+    [row] = warehouse.runs("items")
+    assert (row.status, row.checkpoint.skip, row.dagster_run_id) == (RunStatus.RUNNING, 10, dagster_run_id)
+    return row
+
+
+def test_a_row_held_by_an_active_run_is_left_alone(source, warehouse):
+    spec = items_spec(source.url)
+    row = stop_after_first_page(spec, warehouse, source)
+    with pytest.raises(ExtractAlreadyRunningError, match=r"Dagster run first, which is still in progress"):
+        run(spec, warehouse, dagster_run_id="second", active={"first"})
+    assert source.source.requests("/items") == []
+    after = warehouse.run(row.run_id)
+    assert (after.dagster_run_id, after.checkpoint, after.updated_at) == ("first", row.checkpoint, row.updated_at)
+    assert len(warehouse.runs("items")) == 1
+
+
+def test_a_run_that_lost_its_row_stops_without_writing(source, warehouse):
+    """Another run takes the row after page 2 commits: page 3 is rolled back, nothing moves."""
+    spec = items_spec(source.url)
+
+    def take_over(conn, skip, saved):
+        if skip == 10:
+            table = warehouse.store.table
+            conn.execute(sa.update(table).values(dagster_run_id="thief"))
+
+    with pytest.raises(ExtractAlreadyRunningError, match=r"another run took over dw_etl_runs run \d+.*skip=20"):
+        run(spec, warehouse, dagster_run_id="victim", hooks=ExtractHooks(before_commit=take_over))
+    [row] = warehouse.runs("items")
+    assert (row.status, row.dagster_run_id, row.checkpoint.skip, row.records_loaded) == (
+        RunStatus.RUNNING,
+        "thief",
+        20,
+        20,
+    )
+    assert sorted(int(k) for k in warehouse.records("items")) == list(range(1, 21))
+
+
+def test_resume_run_id_resumes_that_row_even_with_resume_off(source, warehouse):
+    spec = items_spec(source.url)
+    row = stop_after_first_page(spec, warehouse, source)
+    result = run(spec, warehouse, dagster_run_id="retry", resume_run_id=row.run_id, resume=False)
+    assert (result.run_id, result.resumed_from_skip, result.records_fetched) == (row.run_id, 10, 20)
+    assert [r.skip for r in source.source.requests("/items")] == [10, 20]
+    final = warehouse.run(row.run_id)
+    assert (final.status, final.records_loaded, final.checkpoint) == (RunStatus.SUCCESS, 30, None)
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("missing", r"there is no dw_etl_runs run 999 to resume"),
+        ("other", r"dw_etl_runs run \d+ belongs to extract 'others'"),
+        ("done", r"dw_etl_runs run \d+ already succeeded; there is nothing to resume"),
+    ],
+)
+def test_resume_run_id_that_cannot_be_resumed_is_refused(source, warehouse, target, message):
+    spec = items_spec(source.url)
+    if target == "missing":
+        run_id = 999
+    elif target == "other":
+        source.source.collections["others"] = ListCollection(simple_records(5))
+        run_id = run(items_spec(source.url, name="others", path="/others"), warehouse, dagster_run_id="o").run_id
+    else:
+        run_id = run(spec, warehouse, dagster_run_id="d").run_id
+    source.source.clear_requests()
+    with pytest.raises(ExtractError, match=message):
+        run(spec, warehouse, dagster_run_id="retry", resume_run_id=run_id)
+    assert source.source.requests("/items") == []
