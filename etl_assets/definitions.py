@@ -4,6 +4,8 @@ import dagster as dg
 
 from etl_assets.defs.assets import build_extract_assets
 from etl_assets.defs.resources import CheckpointStoreResource
+from etl_assets.defs.schedules import build_schedule
+from etl_assets.defs.sensors import build_resume_sensor
 from etl_assets.settings import Settings
 from etl_assets.sources.spec import load_extracts
 
@@ -17,6 +19,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         jobs=[all_extracts],
+        schedules=[build_schedule(all_extracts, settings)],
+        sensors=[build_resume_sensor([spec.name for spec in specs], all_extracts, settings)],
         resources={"checkpoints": CheckpointStoreResource()},
         executor=dg.in_process_executor,
     )

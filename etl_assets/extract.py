@@ -161,13 +161,14 @@ def run_extract(
     *,
     environ: Mapping[str, str] | None = None,
     log: logging.Logger | Any = None,
-    is_run_active: Callable[[str], bool] | None = None,
+    holder: Callable[[RunRecord], str | None] | None = None,
     hooks: ExtractHooks | None = None,
 ) -> ExtractResult:
     """Run (or resume) one extract to completion, its deadline, or its first hard error.
 
-    ``is_run_active(dagster_run_id)`` tells whether another Dagster run that holds a row is
-    still in progress; a run unknown to it counts as ended.
+    ``holder(row)`` says why another run still holds a ``running`` row (see
+    :func:`etl_assets.resume.holder`), or ``None`` when the run that held it has ended.
+    Without it, every other run counts as ended.
     """
     log = log or logging.getLogger("etl_assets")
     redactor = Redactor()
@@ -180,7 +181,7 @@ def run_extract(
     loader = StagingLoader(store.engine, spec.table_name, store.schema)
     loader.ensure_table()
     run = _Run(spec, store, loader, client, options, deadline, log, redactor, hooks or ExtractHooks())
-    run.claim(parameters, is_run_active or (lambda _run_id: False))
+    run.claim(parameters, holder or (lambda _row: None))
     with client:
         return run.execute()
 
@@ -223,7 +224,7 @@ class _Run:
 
     # -- choosing the dw_etl_runs row ---------------------------------------------------
 
-    def claim(self, parameters: dict[str, Any], is_run_active: Callable[[str], bool]) -> None:
+    def claim(self, parameters: dict[str, Any], holder: Callable[[RunRecord], str | None]) -> None:
         name = self.spec.name
         me = self.options.dagster_run_id
         wanted = self.options.resume_run_id
@@ -233,11 +234,13 @@ class _Run:
                 candidates = self._wanted_first(conn, candidates, wanted)
             resume: RunRecord | None = None
             for row in candidates:
-                owner = row.dagster_run_id
-                if row.status is RunStatus.RUNNING and owner and owner != me and is_run_active(owner):
+                if row.dagster_run_id == me and me is not None:
+                    continue
+                held = holder(row)
+                if held:
                     raise ExtractAlreadyRunningError(
-                        f"extract {name!r} is already running: dw_etl_runs run {row.run_id} belongs to "
-                        f"Dagster run {owner}, which is still in progress; this run did nothing",
+                        f"extract {name!r} is already running: dw_etl_runs run {row.run_id} is held by "
+                        f"{held}; this run made no request and wrote nothing",
                         extract=name,
                     )
             for row in candidates:

@@ -9,7 +9,7 @@ sees the environment of the moment.
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from etl_assets.errors import SettingsError
@@ -18,6 +18,12 @@ DEFAULT_TIMEOUT_SECONDS = 300.0
 DEFAULT_CHECKPOINT_INTERVAL_SECONDS = 60.0
 DEFAULT_DATABASE_URL = "sqlite:///.etl_data/warehouse.db"
 DEFAULT_EXTRACTS_FILE = Path(__file__).parent / "extracts.yaml"
+DEFAULT_MAX_RESUME_ATTEMPTS = 5
+DEFAULT_RESUME_BACKOFF_SECONDS = 30.0
+DEFAULT_RESUME_SENSOR_INTERVAL_SECONDS = 30.0
+DEFAULT_RUN_LEASE_SECONDS = 600.0
+DEFAULT_SCHEDULE_CRON = "0 2 * * *"
+DEFAULT_SCHEDULE_TIMEZONE = "UTC"
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 ENVIRONMENT_VARIABLES: dict[str, str] = {
@@ -27,6 +33,17 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "ETL_DEFAULT_TIMEOUT_SECONDS": "time budget of one run in seconds (default 300)",
     "ETL_CHECKPOINT_INTERVAL_SECONDS": "seconds between checkpoints (default 60)",
     "ETL_DEMO_SOURCE_URL": "base URL of the demo source used by the packaged extracts",
+    "ETL_MAX_RESUME_ATTEMPTS": "relaunches in a row without progress before the sensor gives up on a run (default 5)",
+    "ETL_RESUME_BACKOFF_SECONDS": "delay before the 2nd relaunch without progress, doubling after (default 30)",
+    "ETL_RESUME_SENSOR_INTERVAL_SECONDS": "seconds between two ticks of the resume sensor (default 30)",
+    "ETL_RUN_LEASE_SECONDS": "a row held by a run this instance does not know stays held this long "
+    "after its last write (default 600)",
+    "ETL_SCHEDULE_ENABLED": "true to start the all_extracts schedule running (default: stopped)",
+    "ETL_SCHEDULE_CRON": f"cron of the all_extracts schedule (default {DEFAULT_SCHEDULE_CRON!r})",
+    "ETL_SCHEDULE_TIMEZONE": f"time zone of that cron (default {DEFAULT_SCHEDULE_TIMEZONE})",
+    "ETL_DAGSTER_WEBSERVER_URL": "webserver the retry API and CLI launch runs through "
+    "(default: run in their own process on the DAGSTER_HOME instance)",
+    "ETL_API_TOKEN": "when set, the retry API requires `Authorization: Bearer <token>`",
 }
 
 
@@ -39,6 +56,15 @@ class Settings:
     extracts_file: Path = DEFAULT_EXTRACTS_FILE
     default_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     checkpoint_interval_seconds: float = DEFAULT_CHECKPOINT_INTERVAL_SECONDS
+    max_resume_attempts: int = DEFAULT_MAX_RESUME_ATTEMPTS
+    resume_backoff_seconds: float = DEFAULT_RESUME_BACKOFF_SECONDS
+    resume_sensor_interval_seconds: float = DEFAULT_RESUME_SENSOR_INTERVAL_SECONDS
+    run_lease_seconds: float = DEFAULT_RUN_LEASE_SECONDS
+    schedule_enabled: bool = False
+    schedule_cron: str = DEFAULT_SCHEDULE_CRON
+    schedule_timezone: str = DEFAULT_SCHEDULE_TIMEZONE
+    dagster_webserver_url: str | None = None
+    api_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -61,6 +87,28 @@ class Settings:
                 DEFAULT_CHECKPOINT_INTERVAL_SECONDS,
                 allow_zero=True,
             ),
+            max_resume_attempts=count(
+                env.get("ETL_MAX_RESUME_ATTEMPTS"), "ETL_MAX_RESUME_ATTEMPTS", DEFAULT_MAX_RESUME_ATTEMPTS
+            ),
+            resume_backoff_seconds=positive_seconds(
+                env.get("ETL_RESUME_BACKOFF_SECONDS"),
+                "ETL_RESUME_BACKOFF_SECONDS",
+                DEFAULT_RESUME_BACKOFF_SECONDS,
+                allow_zero=True,
+            ),
+            resume_sensor_interval_seconds=positive_seconds(
+                env.get("ETL_RESUME_SENSOR_INTERVAL_SECONDS"),
+                "ETL_RESUME_SENSOR_INTERVAL_SECONDS",
+                DEFAULT_RESUME_SENSOR_INTERVAL_SECONDS,
+            ),
+            run_lease_seconds=positive_seconds(
+                env.get("ETL_RUN_LEASE_SECONDS"), "ETL_RUN_LEASE_SECONDS", DEFAULT_RUN_LEASE_SECONDS
+            ),
+            schedule_enabled=flag(env.get("ETL_SCHEDULE_ENABLED"), "ETL_SCHEDULE_ENABLED"),
+            schedule_cron=env.get("ETL_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON,
+            schedule_timezone=env.get("ETL_SCHEDULE_TIMEZONE") or DEFAULT_SCHEDULE_TIMEZONE,
+            dagster_webserver_url=(env.get("ETL_DAGSTER_WEBSERVER_URL") or "").rstrip("/") or None,
+            api_token=env.get("ETL_API_TOKEN") or None,
         )
 
 
@@ -80,6 +128,30 @@ def positive_seconds(
         bound = "zero or more" if allow_zero else "more than zero"
         raise SettingsError(f"{name} must be {bound} seconds, got {raw!r}")
     return value
+
+
+def count(raw: str | None, name: str, default: int) -> int:
+    """Parse a whole number of zero or more, naming the setting in the error."""
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must be zero or more, got {raw!r}")
+    return value
+
+
+def flag(raw: str | None, name: str) -> bool:
+    if raw is None or raw == "":
+        return False
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
 def validate_identifier(name: str, *, what: str) -> str:

@@ -29,7 +29,7 @@ def run(spec, warehouse, *, dagster_run_id, resume_run_id=None, resume=True, act
             resume_run_id=resume_run_id,
         ),
         environ={},
-        is_run_active=lambda owner: owner in active,
+        holder=lambda row: f"Dagster run {row.dagster_run_id} (STARTED)" if row.dagster_run_id in active else None,
         hooks=hooks,
     )
 
@@ -49,7 +49,7 @@ def stop_after_first_page(spec, warehouse, source, dagster_run_id="first"):
 def test_a_row_held_by_an_active_run_is_left_alone(source, warehouse):
     spec = items_spec(source.url)
     row = stop_after_first_page(spec, warehouse, source)
-    with pytest.raises(ExtractAlreadyRunningError, match=r"Dagster run first, which is still in progress"):
+    with pytest.raises(ExtractAlreadyRunningError, match=r"dw_etl_runs run \d+ is held by Dagster run first \(STARTED\); this run made no request"):
         run(spec, warehouse, dagster_run_id="second", active={"first"})
     assert source.source.requests("/items") == []
     after = warehouse.run(row.run_id)

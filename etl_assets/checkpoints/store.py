@@ -130,6 +130,46 @@ class CheckpointStore:
         rows = [self._record(row) for row in conn.execute(query)]
         return [r for r in rows if r.checkpoint is not None or r.status is RunStatus.RUNNING]
 
+    def latest_resumable(self) -> list[RunRecord]:
+        """The newest ``running``/``failed`` row with a checkpoint of each extract.
+
+        Only the newest: a run always resumes its extract's newest row and retires the
+        others, so relaunching an older one would supersede newer progress. The checkpoint is
+        not parsed here, so one corrupt row cannot hide the others.
+        """
+        query = (
+            sa.select(self.table)
+            .where(self.table.c.status.in_(RESUMABLE))
+            .order_by(self.table.c.run_id.desc())
+        )
+        newest: dict[str, RunRecord] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                record = self._record(row)
+                if record.job_name in newest:
+                    continue
+                newest[record.job_name] = record
+        return [r for r in newest.values() if r.run_context.get("checkpoint")]
+
+    def write_context(
+        self,
+        conn: Connection,
+        run_id: int,
+        run_context: dict[str, Any],
+        *,
+        owner: str | None,
+        status: RunStatus | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        """Replace ``run_context`` (and maybe close the row) unless another run took it."""
+        values: dict[str, Any] = {"run_context": run_context, "updated_at": utcnow()}
+        if status is not None:
+            values["status"] = status.value
+            values["error_message"] = error_message
+            if status is not RunStatus.RUNNING:
+                values["finished_at"] = values["updated_at"]
+        return self._update(conn, run_id, owner, values)
+
     def create(
         self, conn: Connection, job_name: str, run_context: dict[str, Any], dagster_run_id: str | None
     ) -> RunRecord:

@@ -7,21 +7,13 @@ of the asset function at definition time and cannot resolve it from a string.
 import dagster as dg
 from pydantic import Field
 
+from etl_assets.checkpoints import utcnow
 from etl_assets.extract import ExtractOptions, ExtractResult, RunLog, run_extract
+from etl_assets.defs.instance_runs import InstanceRuns
 from etl_assets.defs.resources import CheckpointStoreResource
+from etl_assets.resume import holder
 from etl_assets.settings import Settings, positive_seconds
 from etl_assets.sources.spec import ExtractSpec
-
-IN_PROGRESS = frozenset(
-    {
-        dg.DagsterRunStatus.QUEUED,
-        dg.DagsterRunStatus.NOT_STARTED,
-        dg.DagsterRunStatus.STARTING,
-        dg.DagsterRunStatus.STARTED,
-        dg.DagsterRunStatus.CANCELING,
-    }
-)
-
 
 class ExtractConfig(dg.Config):
     """Run config of every extract asset."""
@@ -35,6 +27,10 @@ class ExtractConfig(dg.Config):
     checkpoint_interval_seconds: float | None = Field(
         default=None,
         description="Seconds between checkpoints (default ETL_CHECKPOINT_INTERVAL_SECONDS, 60; 0 = every page).",
+    )
+    resume_run_id: int | None = Field(
+        default=None,
+        description="Resume exactly this dw_etl_runs row (what the resume sensor, the retry API and the CLI set).",
     )
 
 
@@ -53,6 +49,7 @@ def extract_options(config: ExtractConfig, settings: Settings, dagster_run_id: s
         checkpoint_interval_seconds=interval,
         resume_from_checkpoint=config.resume_from_checkpoint,
         dagster_run_id=dagster_run_id,
+        resume_run_id=config.resume_run_id,
     )
 
 
@@ -94,18 +91,14 @@ def build_extract_asset(spec: ExtractSpec) -> dg.AssetsDefinition:
     def _extract(
         context: dg.AssetExecutionContext, config: ExtractConfig, checkpoints: CheckpointStoreResource
     ) -> dg.MaterializeResult:
-        instance = context.instance
-
-        def is_run_active(run_id: str) -> bool:
-            run = instance.get_run_by_id(run_id)
-            return run is not None and run.status in IN_PROGRESS
-
+        settings = Settings.from_env()
+        runs = InstanceRuns(context.instance)
         result = run_extract(
             spec,
             checkpoints.store,
-            extract_options(config, Settings.from_env(), context.run.run_id),
+            extract_options(config, settings, context.run.run_id),
             log=RunLog(context.log),
-            is_run_active=is_run_active,
+            holder=lambda row: holder(row, runs, settings.run_lease_seconds, utcnow()),
         )
         return dg.MaterializeResult(metadata=result_metadata(result))
 

@@ -156,7 +156,9 @@ def test_extract_runs_only_once_when_its_row_is_claimed_by_a_live_run(sqlite_war
         )
     (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     assert failure.step_failure_data.error.cause.cls_name == "ExtractAlreadyRunningError"
-    assert f"belongs to Dagster run {live.run_id}, which is still in progress" in failure.step_failure_data.error.cause.message
+    assert f"is held by Dagster run {live.run_id} (STARTED); this run made no request" in (
+        failure.step_failure_data.error.cause.message
+    )
     assert source.requests() == []
     (row,) = sqlite_warehouse.runs("items")
     assert row.status is RunStatus.RUNNING and row.dagster_run_id == live.run_id
