@@ -21,6 +21,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_run.add_arguments(demo)
     demo.set_defaults(handler=demo_run.run)
 
+    from etl_assets import api, runs_cli
+
+    runs = commands.add_parser("runs", help="list, show and retry dw_etl_runs rows")
+    runs_cli.add_runs_arguments(runs)
+    runs.set_defaults(handler=runs_cli.run_runs)
+
+    checkpoint = commands.add_parser("checkpoint", help="show the checkpoint of a run")
+    runs_cli.add_checkpoint_arguments(checkpoint)
+    checkpoint.set_defaults(handler=runs_cli.run_checkpoint)
+
+    server = commands.add_parser("api", help="serve the retry HTTP API")
+    api.add_arguments(server)
+    server.set_defaults(handler=api.run)
+
     args = parser.parse_args(argv)
     return int(args.handler(args) or 0)
 

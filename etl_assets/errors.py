@@ -15,6 +15,10 @@ expects ``ValueError`` or ``TimeoutError`` keeps working::
     │   │   ├── SourceUnavailableError         connection errors past the retry budget
     │   │   └── MalformedPageError (ValueError) a page that is not what the spec says
     │   └── WarehouseError                     the database refused a page or a checkpoint
+    └── RetryError                             a retry asked for by an operator cannot be done
+        ├── RunNotFoundError (LookupError)     no such dw_etl_runs row
+        ├── RunConflictError                   the row succeeded, is active, or has no asset
+        └── LaunchError                        Dagster could not be asked to run it
 
 Messages name the extract, the position (skip, page, record) and the reason, and never
 contain a secret: see :class:`etl_assets.sources.secrets.Redactor`.
@@ -75,3 +79,19 @@ class MalformedPageError(SourceError, ValueError):
 
 class WarehouseError(ExtractError):
     """Writing a page or a checkpoint to the warehouse failed."""
+
+
+class RetryError(EtlError):
+    """A retry of a ``dw_etl_runs`` row (API, CLI, Python) cannot be done."""
+
+
+class RunNotFoundError(RetryError, LookupError):
+    """There is no such ``dw_etl_runs`` row."""
+
+
+class RunConflictError(RetryError):
+    """The row succeeded already, is held by an active run, or its extract is not defined."""
+
+
+class LaunchError(RetryError):
+    """The Dagster webserver or instance could not launch the run."""

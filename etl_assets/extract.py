@@ -141,6 +141,16 @@ def extract_parameters(spec: ExtractSpec, base_url: str, redact: Redactor) -> di
     }
 
 
+def current_parameters(spec: ExtractSpec, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The parameters a run of ``spec`` would start with now (what a dry-run retry compares)."""
+    redactor = Redactor()
+    client = SourceClient(
+        spec, deadline=Deadline(1), redactor=redactor, environ=os.environ if environ is None else environ,
+        log=logging.getLogger("etl_assets"),
+    )
+    return extract_parameters(spec, client.base_url, redactor)
+
+
 def parameter_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Readable ``key: old -> new`` lines for every leaf that differs."""
     out: list[str] = []

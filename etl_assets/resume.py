@@ -78,14 +78,18 @@ class Decision:
 def holder(row: RunRecord, lookup: RunLookup, lease_seconds: float, now: datetime) -> str | None:
     """Why ``row`` is still held by a live run, or ``None`` when nobody holds it.
 
-    A run the instance knows is judged by its Dagster status. A run it does not know (an
-    ephemeral instance, a plain Python call, a deleted run) holds the row until
+    A run that recorded its own end in the row (a timeout) holds nothing. A run the instance
+    knows is judged by its Dagster status. A run it does not know and that did not record an
+    end (an ephemeral instance's run that died, a deleted run) holds the row until
     ``lease_seconds`` after the row's last write; every page writes it, so a live run keeps
     its lease and a dead one loses it.
     """
     owner = row.dagster_run_id
     if row.status is not RunStatus.RUNNING or not owner:
         return None
+    attempts = [a for a in row.run_context.get("attempts") or [] if a.get("dagster_run_id") == owner]
+    if attempts and attempts[-1].get("ended_at"):
+        return None  # the run itself recorded that it stopped (a timeout)
     info = lookup.by_id(owner)
     if info is not None:
         return f"Dagster run {owner} ({info.status})" if info.active else None

@@ -21,7 +21,7 @@ DEFAULT_EXTRACTS_FILE = Path(__file__).parent / "extracts.yaml"
 DEFAULT_MAX_RESUME_ATTEMPTS = 5
 DEFAULT_RESUME_BACKOFF_SECONDS = 30.0
 DEFAULT_RESUME_SENSOR_INTERVAL_SECONDS = 30.0
-DEFAULT_RUN_LEASE_SECONDS = 600.0
+DEFAULT_RUN_LEASE_SECONDS = 120.0
 DEFAULT_SCHEDULE_CRON = "0 2 * * *"
 DEFAULT_SCHEDULE_TIMEZONE = "UTC"
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -37,7 +37,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "ETL_RESUME_BACKOFF_SECONDS": "delay before the 2nd relaunch without progress, doubling after (default 30)",
     "ETL_RESUME_SENSOR_INTERVAL_SECONDS": "seconds between two ticks of the resume sensor (default 30)",
     "ETL_RUN_LEASE_SECONDS": "a row held by a run this instance does not know stays held this long "
-    "after its last write (default 600)",
+    "after its last write (default 120)",
     "ETL_SCHEDULE_ENABLED": "true to start the all_extracts schedule running (default: stopped)",
     "ETL_SCHEDULE_CRON": f"cron of the all_extracts schedule (default {DEFAULT_SCHEDULE_CRON!r})",
     "ETL_SCHEDULE_TIMEZONE": f"time zone of that cron (default {DEFAULT_SCHEDULE_TIMEZONE})",

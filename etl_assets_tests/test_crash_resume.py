@@ -47,7 +47,10 @@ KILL_POINTS = sorted(random.Random(20261203).sample(range(2, RECORDS // LIMIT - 
 
 @pytest.mark.parametrize("interval", [0, 60], ids=["checkpoint-every-page", "checkpoint-every-60s"])
 @pytest.mark.parametrize("kill_at_page", KILL_POINTS)
-def test_sigkill_at_a_random_page_then_resume(warehouse, kill_at_page, interval):
+def test_sigkill_at_a_random_page_then_resume(warehouse, kill_at_page, interval, monkeypatch):
+    # The killed run is unknown to the resuming run's (ephemeral) instance, so it holds its
+    # row until its lease ends; a short lease keeps the test quick.
+    monkeypatch.setenv("ETL_RUN_LEASE_SECONDS", "1")
     source = DemoSource(collections={"items": ListCollection(simple_records(RECORDS))}, latency_seconds=0.02)
     with ServerThread(source) as server:
         child = subprocess.Popen(
@@ -82,7 +85,8 @@ def test_sigkill_at_a_random_page_then_resume(warehouse, kill_at_page, interval)
             assert checkpoint is None, "no checkpoint is due within the first 60 s"
         assert kill_at_page * LIMIT - LIMIT <= stored_before <= (kill_at_page + 1) * LIMIT
 
-        time.sleep(0.2)  # let the server finish logging the killed child's in-flight request
+        lease_ends = killed.updated_at.timestamp() + 1.05
+        time.sleep(max(0.2, lease_ends - time.time()))  # also lets the server log the in-flight request
         source.clear_requests()
         result = dg.materialize(
             [build_extract_asset(items_spec(server.url, limit=LIMIT))],

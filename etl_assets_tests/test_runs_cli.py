@@ -1,0 +1,122 @@
+"""``etl-assets runs ...`` and ``etl-assets checkpoint show`` as a user runs them: a real
+subprocess on a SQLite warehouse, against the demo source; outputs and exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from etl_assets.checkpoints import RunStatus
+from etl_assets.demo import DemoSource, Fault, ListCollection, ServerThread
+from etl_assets.errors import JobTimeoutError
+from etl_assets.extract import ExtractOptions, run_extract
+from etl_assets.sources.spec import load_extracts
+
+EXTRACTS = """
+name: cli_test
+client:
+  base_url: {url}
+  paginator: {{type: offset, limit: 10, offset_param: skip, limit_param: limit, total_path: total}}
+resources:
+  - name: items
+    primary_key: id
+    endpoint: {{path: /items, data_selector: items}}
+"""
+
+
+@pytest.fixture
+def setup(tmp_path, sqlite_warehouse):
+    from etl_assets_tests.support import simple_records
+
+    with ServerThread(DemoSource(collections={"items": ListCollection(simple_records(30))})) as server:
+        extracts = tmp_path / "extracts.yaml"
+        extracts.write_text(EXTRACTS.format(url=server.url))
+        env = {
+            **os.environ,
+            "ETL_DATABASE_URL": sqlite_warehouse.url,
+            "ETL_EXTRACTS_FILE": str(extracts),
+            "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        }
+        env.pop("ETL_DAGSTER_WEBSERVER_URL", None)
+        (tmp_path / "dagster_home").mkdir()
+        (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        [spec] = load_extracts(extracts)
+        server.source.add_fault(Fault(path="/items", skip=10, action="hang", times=1))
+        with pytest.raises(JobTimeoutError):
+            run_extract(spec, sqlite_warehouse.store,
+                        ExtractOptions(timeout_seconds=0.5, checkpoint_interval_seconds=0, dagster_run_id="gone-1"),
+                        environ={})
+        server.source.clear_requests()
+        yield server, sqlite_warehouse, env
+
+
+def cli(env, *args):
+    done = subprocess.run(
+        [sys.executable, "-m", "etl_assets.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_list_show_and_checkpoint(setup):
+    _, warehouse, env = setup
+    [row] = warehouse.runs("items")
+    code, out, _ = cli(env, "runs", "list")
+    assert code == 0
+    header, rule, line = out.splitlines()
+    assert header.split() == ["RUN", "EXTRACT", "STATUS", "RECORDS", "CHECKPOINT", "STARTED", "(UTC)", "UPDATED", "(UTC)", "ERROR"]
+    assert line.split()[:5] == [str(row.run_id), "items", "running", "10", "10"]
+
+    code, out, _ = cli(env, "runs", "show", str(row.run_id), "--json")
+    assert code == 0
+    detail = json.loads(out)
+    assert (detail["status"], detail["checkpoint"]["skip"], detail["attempts"][0]["outcome"]) == ("running", 10, "timeout")
+
+    code, out, _ = cli(env, "checkpoint", "show", str(row.run_id), "--json")
+    assert (code, json.loads(out)["checkpoint"]) == (0, row.run_context["checkpoint"])
+    code, out, _ = cli(env, "checkpoint", "show", str(row.run_id))
+    assert code == 0 and out.splitlines()[2].split()[:6] == [str(row.run_id), "items", "running", "10", "1", "10"]
+
+
+def test_retry_dry_run_then_retry_then_conflict(setup):
+    server, warehouse, env = setup
+    [row] = warehouse.runs("items")
+    code, out, _ = cli(env, "runs", "retry", str(row.run_id), "--dry-run")
+    assert (code, out.strip()) == (
+        0, f"would run extract 'items' for dw_etl_runs run {row.run_id} resuming from skip=10 (10 records kept)"
+    )
+    assert server.source.requests() == []
+
+    code, out, err = cli(env, "runs", "retry", str(row.run_id))
+    assert code == 0, err
+    assert out.strip().endswith(f"succeeded: dw_etl_runs run {row.run_id} is success, 30 records")
+    assert [r.skip for r in server.source.requests("/items")] == [10, 20]
+    done = warehouse.run(row.run_id)
+    assert (done.status, done.records_loaded) == (RunStatus.SUCCESS, 30)
+    assert sorted(int(k) for k in warehouse.records("items")) == list(range(1, 31))
+
+    code, out, err = cli(env, "runs", "retry", str(row.run_id))
+    assert (code, err.strip()) == (
+        4, f"etl-assets: cannot retry: dw_etl_runs run {row.run_id} (items) already succeeded; there is nothing to retry"
+    )
+    code, out, _ = cli(env, "checkpoint", "show", str(row.run_id))
+    assert (code, out.strip()) == (1, f"dw_etl_runs run {row.run_id} (items, success) has no checkpoint")
+
+
+def test_unknown_run_and_bad_usage(setup):
+    _, _, env = setup
+    assert cli(env, "runs", "show", "999")[0::2] == (3, "etl-assets: there is no dw_etl_runs run 999\n")
+    assert cli(env, "runs", "retry", "999", "--dry-run")[0] == 3
+    assert cli(env, "runs", "show", "abc")[0] == 2
+
+
+def test_a_retry_that_fails_exits_1_with_the_reason(setup):
+    server, warehouse, env = setup
+    [row] = warehouse.runs("items")
+    server.source.add_fault(Fault(path="/items", skip=10, action="status", status=404, times=None))
+    code, out, _ = cli(env, "runs", "retry", str(row.run_id))
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert lines[0].endswith(f"failed: dw_etl_runs run {row.run_id} is failed, 10 records")
+    assert lines[1].startswith("error: extract 'items': ") and "answered HTTP 404 Not Found" in lines[1]
