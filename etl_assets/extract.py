@@ -13,12 +13,14 @@ CLI); it knows nothing of Dagster. The flow of a run:
    on success clear it and mark the row ``success``.
 """
 
+import hashlib
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy.exc
@@ -34,6 +36,10 @@ from etl_assets.errors import (
     WarehouseError,
 )
 from etl_assets import jsoncodec
+from etl_assets.resume import NO_RUNS
+from etl_assets.resume import holder as resume_holder
+from etl_assets.settings import Settings
+from etl_assets.sources import templates
 from etl_assets.sources.client import Page, SourceClient
 from etl_assets.sources.deadline import Deadline, DeadlineExceeded
 from etl_assets.sources.paginators import OffsetPaginator, OffsetState
@@ -119,14 +125,18 @@ class ExtractResult:
         return self.records_fetched / self.seconds if self.seconds > 0 else 0.0
 
 
-def extract_parameters(spec: ExtractSpec, base_url: str, redact: Redactor) -> dict[str, Any]:
+def extract_parameters(
+    spec: ExtractSpec, base_url: str, redact: Redactor, resolved_params: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """What defines a logical run: a resume is only allowed when these are equal.
 
     The page size is left out on purpose: a resume continues at ``skip`` (a count of
     records), which means the same under any page size. Parameter values are kept as
-    written in the spec, so a ``${TOKEN}`` reference is stored, never the token.
+    written in the spec, so a ``${TOKEN}`` reference is stored, never the token; what such
+    references resolve to is kept as a digest, so a filter changed through its environment
+    variable (``updated_since: ${SINCE}``) is still a different run (field case C12b).
     """
-    return {
+    parameters: dict[str, Any] = {
         "extract": spec.name,
         "base_url": redact(strip_userinfo(base_url)),
         "path": spec.path,
@@ -139,6 +149,15 @@ def extract_parameters(spec: ExtractSpec, base_url: str, redact: Redactor) -> di
             "limit_param": spec.paginator.limit_param,
         },
     }
+    templated = {
+        name: (resolved_params or {}).get(name)
+        for name, value in spec.params.items()
+        if isinstance(value, str) and templates.references(value)
+    }
+    if templated:
+        canonical = jsoncodec.dumps({k: str(v) for k, v in templated.items()}).encode()
+        parameters["resolved_params_digest"] = hashlib.blake2b(canonical, digest_size=16).hexdigest()
+    return parameters
 
 
 def current_parameters(spec: ExtractSpec, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -148,7 +167,7 @@ def current_parameters(spec: ExtractSpec, environ: Mapping[str, str] | None = No
         spec, deadline=Deadline(1), redactor=redactor, environ=os.environ if environ is None else environ,
         log=logging.getLogger("etl_assets"),
     )
-    return extract_parameters(spec, client.base_url, redactor)
+    return extract_parameters(spec, client.base_url, redactor, client.params)
 
 
 def parameter_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -181,17 +200,24 @@ def run_extract(
     Without it, every other run counts as ended.
     """
     log = log or logging.getLogger("etl_assets")
+    if options.dagster_run_id is None:
+        # Every attempt needs an identity of its own: writes are fenced on it, and a row
+        # held by an id nobody knows is protected by its lease.
+        options = replace(options, dagster_run_id=f"local-{uuid.uuid4()}")
+    if holder is None:
+        lease = Settings.from_env(environ if environ is not None else None).run_lease_seconds
+        holder = lambda row: resume_holder(row, NO_RUNS, lease, utcnow())  # noqa: E731
     redactor = Redactor()
     deadline = Deadline(options.timeout_seconds)
     client = SourceClient(
         spec, deadline=deadline, redactor=redactor, environ=os.environ if environ is None else environ, log=log
     )
-    parameters = extract_parameters(spec, client.base_url, redactor)
+    parameters = extract_parameters(spec, client.base_url, redactor, client.params)
     store.ensure_schema()
     loader = StagingLoader(store.engine, spec.table_name, store.schema)
     loader.ensure_table()
     run = _Run(spec, store, loader, client, options, deadline, log, redactor, hooks or ExtractHooks())
-    run.claim(parameters, holder or (lambda _row: None))
+    run.claim(parameters, holder)
     with client:
         return run.execute()
 
@@ -239,6 +265,7 @@ class _Run:
         me = self.options.dagster_run_id
         wanted = self.options.resume_run_id
         with self.store.transaction() as conn:
+            self.store.lock_extract(conn, name)
             candidates = self.store.unfinished(conn, name)
             if wanted is not None:
                 candidates = self._wanted_first(conn, candidates, wanted)
@@ -358,6 +385,7 @@ class _Run:
             self._stop(RunStatus.RUNNING, "timeout", None)
             raise JobTimeoutError(self._timeout_message(str(exc)), extract=self.spec.name) from None
         except ExtractError as exc:
+            exc.args = (self.redact(str(exc)),)  # a server may echo a token into a page excerpt
             self._stop(RunStatus.FAILED, "failed", str(exc))
             raise
         except sqlalchemy.exc.SQLAlchemyError as exc:

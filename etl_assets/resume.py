@@ -43,6 +43,19 @@ class RunLookup(Protocol):
     def by_resume_key(self, resume_key: str) -> DagsterRunInfo | None: ...
 
 
+class _NoRuns:
+    """No Dagster instance to ask (a plain Python call): runs are judged by their lease."""
+
+    def by_id(self, dagster_run_id: str) -> DagsterRunInfo | None:
+        return None
+
+    def by_resume_key(self, resume_key: str) -> DagsterRunInfo | None:
+        return None
+
+
+NO_RUNS = _NoRuns()
+
+
 @dataclass(frozen=True)
 class ResumePolicy:
     max_attempts: int = 5

@@ -141,3 +141,43 @@ def test_existing_tables_are_kept_as_they_are(source, warehouse):
         ).all()
     assert [tuple(n) for n in notes] == [(1, "keep me"), (2, None)]
     assert len(warehouse.records("items")) == 50
+
+
+ODD_TOKEN = "AbC+dEf/GhI==tok"
+
+
+@pytest.mark.parametrize(
+    "spec_params, spec_headers, fault_body",
+    [
+        ({"api_key": "${ODD}"}, {}, None),  # percent-encoded in the URL
+        ({}, {"X-Key": "key=${ODD}"}, f"<html>invalid token {ODD_TOKEN}</html>"),  # echoed bare in a page
+        ({"api_key": "${ODD}"}, {}, f"<html>bad key {ODD_TOKEN}</html>"),
+    ],
+    ids=["percent-encoded", "echoed-from-header", "echoed-from-param"],
+)
+def test_secrets_are_hidden_in_every_form(source, warehouse, caplog, spec_params, spec_headers, fault_body):
+    spec = replace(items_spec(source.url, limit=10, params=spec_params), headers=spec_headers)
+    if fault_body is None:
+        source.source.add_fault(Fault(path="/items", skip=10, status=404, times=None))
+    else:
+        source.source.add_fault(Fault(path="/items", skip=10, action="malformed", body=fault_body, content_type="text/html"))
+    with caplog.at_level(logging.DEBUG), pytest.raises((SourceHTTPError, MalformedPageError)) as raised:
+        extract(spec, warehouse, environ={"ODD": ODD_TOKEN}, log=logging.getLogger("odd"))
+    said = everything_said(warehouse, caplog, raised.value)
+    assert "***" in said
+    for form in (ODD_TOKEN, "AbC%2BdEf%2FGhI%3D%3Dtok"):
+        assert form not in said
+    assert ids(warehouse) == list(range(1, 11))
+
+
+def test_a_header_secret_with_a_trailing_newline_is_trimmed_and_an_inner_one_refused(source, warehouse):
+    spec = replace(items_spec(source.url, limit=10), headers={"Authorization": "Bearer ${ITEMS_TOKEN}"})
+    result = extract(spec, warehouse, environ={"ITEMS_TOKEN": TOKEN + "\n"})
+    assert result.records_fetched == 50
+    with pytest.raises(SettingsError) as raised:
+        extract(spec, warehouse, environ={"ITEMS_TOKEN": "abc\ndef-ghi"})
+    assert str(raised.value) == (
+        "extract 'items': client.headers.Authorization: the value of ITEMS_TOKEN contains a line break, "
+        "which HTTP headers cannot carry"
+    )
+    assert "def-ghi" not in str(raised.value)

@@ -296,3 +296,28 @@ def test_c12b_changed_parameter_starts_fresh(source, warehouse, caplog):
     assert "parameters changed" in old.error_message
     assert warehouse.run(result.run_id).records_loaded == 100
     assert ids(warehouse) == list(range(1, 101))
+
+
+def test_c12b_filter_changed_through_its_environment_variable_starts_fresh(source, warehouse, caplog):
+    serve(source, simple_records(100))
+    spec = items_spec(source.url, limit=10, params={"updated_since": "${SINCE}"})
+    source.source.add_fault(Fault(path="/items", skip=30, status=429, retry_after="86400", times=None))
+    with pytest.raises(JobTimeoutError):
+        extract(spec, warehouse, timeout=5, interval=60, environ={"SINCE": "2025-01-01"})
+    first = warehouse.runs("items")[-1]
+    source.source.clear_faults()
+    source.source.clear_requests()
+    with caplog.at_level(logging.WARNING):
+        result = extract(spec, warehouse, environ={"SINCE": "2026-06-01"}, log=logging.getLogger("c12env"))
+    assert "parameters differ: resolved_params_digest: " in caplog.text
+    assert "2025-01-01" not in caplog.text and "2026-06-01" not in caplog.text
+    assert result.run_id != first.run_id and result.resumed_from_skip is None
+    assert skips(source) == list(range(0, 100, 10))
+    assert warehouse.run(first.run_id).status is RunStatus.FAILED
+    source.source.clear_requests()
+    source.source.add_fault(Fault(path="/items", skip=30, status=429, retry_after="86400", times=None))
+    with pytest.raises(JobTimeoutError):
+        extract(spec, warehouse, timeout=5, interval=60, environ={"SINCE": "2026-06-01"}, resume=False)
+    source.source.clear_faults()
+    resumed = extract(spec, warehouse, environ={"SINCE": "2026-06-01"})
+    assert resumed.resumed_from_skip == 30

@@ -1,5 +1,7 @@
 """One extractor per dw_etl_runs row: claims, fenced writes and explicit resumes."""
 
+import threading
+
 import pytest
 import sqlalchemy as sa
 
@@ -109,3 +111,57 @@ def test_resume_run_id_that_cannot_be_resumed_is_refused(source, warehouse, targ
     with pytest.raises(ExtractError, match=message):
         run(spec, warehouse, dagster_run_id="retry", resume_run_id=run_id)
     assert source.source.requests("/items") == []
+
+
+def test_two_runs_starting_together_never_both_extract(source, warehouse):
+    """Two attempts of one extract behind a barrier, on a fresh warehouse: one extracts, the
+    other stops at once. Repeated, since a race shows only sometimes."""
+    spec = items_spec(source.url)
+    for trial in range(5):
+        barrier = threading.Barrier(2)
+        outcomes: dict[str, object] = {}
+
+        def attempt(name):
+            barrier.wait()
+            try:
+                outcomes[name] = run_extract(
+                    spec, warehouse.store, ExtractOptions(timeout_seconds=30, checkpoint_interval_seconds=0),
+                    environ={},
+                )
+            except ExtractAlreadyRunningError as exc:
+                outcomes[name] = exc
+
+        source.source.latency_seconds = 0.05
+        threads = [threading.Thread(target=attempt, args=(n,)) for n in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        errors = [o for o in outcomes.values() if isinstance(o, ExtractAlreadyRunningError)]
+        results = [o for o in outcomes.values() if not isinstance(o, Exception)]
+        assert (len(results), len(errors)) == (1, 1), f"trial {trial}: {outcomes}"
+        assert "this run made no request and wrote nothing" in str(errors[0])
+        assert results[0].records_fetched == 30
+        assert len(warehouse.runs("items")) == trial + 1
+        assert [r.skip for r in source.source.requests("/items")] == [0, 10, 20]
+        source.source.clear_requests()
+
+
+def test_first_runs_of_different_extracts_on_a_fresh_warehouse_both_create_their_tables(source, warehouse):
+    source.source.collections["others"] = ListCollection(simple_records(5))
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def attempt(name):
+        barrier.wait()
+        results[name] = run_extract(
+            items_spec(source.url, name=name, path=f"/{name}"), warehouse.store,
+            ExtractOptions(timeout_seconds=30), environ={},
+        ).records_fetched
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in ("items", "others")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == {"items": 30, "others": 5}

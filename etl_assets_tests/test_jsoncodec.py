@@ -23,3 +23,13 @@ def test_not_json_raises_value_error(body):
 
 def test_unicode_kept_as_is():
     assert jsoncodec.dumps({"b": "Zoë", "a": "李"}) == '{"a":"李","b":"Zoë"}'
+
+
+@pytest.mark.parametrize("body", [b'{"x": 1e400}', b"[-1e999]", b"[1" + b"0" * 400 + b".5]", b'{"x": 2E+309}'])
+def test_numbers_that_overflow_to_infinity_are_refused(body):
+    with pytest.raises(ValueError, match="too large for a float"):
+        jsoncodec.loads(body)
+
+
+def test_big_exponents_within_range_and_underflow_parse():
+    assert jsoncodec.loads(b'{"a": 1.5e300, "b": 1e-400, "c": "1e999"}') == {"a": 1.5e300, "b": 0.0, "c": "1e999"}

@@ -6,6 +6,7 @@ point past data that is not stored. The table is created when missing and never 
 or rewritten.
 """
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
 from etl_assets.checkpoints.models import Checkpoint, RunRecord, RunStatus, utcnow
+from etl_assets.warehouse.engine import create_idempotently
 
 RUNS_TABLE = "dw_etl_runs"
 ANY_OWNER: Any = object()
@@ -82,11 +84,28 @@ class CheckpointStore:
         """Create the schema and the table when missing; never alter an existing one."""
         if self._ready:
             return
-        with self.engine.begin() as conn:
+
+        def create(conn: Connection) -> None:
             if self.schema and conn.dialect.name == "postgresql":
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             self.table.create(conn, checkfirst=True)
+
+        create_idempotently(self.engine, create)
         self._ready = True
+
+    def lock_extract(self, conn: Connection, job_name: str) -> None:
+        """Serialize claims of one extract until ``conn``'s transaction ends.
+
+        Without it two runs that start together both find no row to resume and both insert
+        one, and then extract the same data side by side. PostgreSQL takes a transaction
+        advisory lock on the extract; SQLite takes its database write lock with a write
+        that changes nothing (the busy timeout makes the second run wait, not fail).
+        """
+        if conn.dialect.name == "postgresql":
+            digest = hashlib.blake2b(f"{self.schema}.{RUNS_TABLE}:{job_name}".encode(), digest_size=8).digest()
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": int.from_bytes(digest, "big", signed=True)})
+        else:
+            conn.execute(self.table.update().where(sa.false()).values(job_name=self.table.c.job_name))
 
     def _record(self, row: sa.Row[Any]) -> RunRecord:
         data = row._mapping

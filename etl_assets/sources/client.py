@@ -20,7 +20,7 @@ import anyio
 import anyio.from_thread
 import httpx
 
-from etl_assets.errors import SourceHTTPError, SourceUnavailableError
+from etl_assets.errors import SettingsError, SourceHTTPError, SourceUnavailableError
 from etl_assets.sources import templates
 from etl_assets.sources.deadline import Deadline, DeadlineExceeded
 from etl_assets.sources.secrets import RedactingFilter, Redactor, strip_userinfo
@@ -81,14 +81,23 @@ class SourceClient:
         self.base_url = templates.resolve(spec.base_url, environ, where=f"{where}: client.base_url")
         self.headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         for name, value in spec.headers.items():
+            self._register_secrets(value, environ)
             resolved = templates.resolve(value, environ, where=f"{where}: client.headers.{name}")
             if templates.references(value):
                 redactor.add(resolved)
                 redactor.add(resolved.split(" ", 1)[-1])
+                resolved = resolved.rstrip("\r\n")
+                if "\n" in resolved or "\r" in resolved:
+                    variables = ", ".join(templates.references(value))
+                    raise SettingsError(
+                        f"{where}: client.headers.{name}: the value of {variables} contains a line break, "
+                        "which HTTP headers cannot carry"
+                    )
             self.headers[name] = resolved
         self.params: dict[str, Any] = {}
         for name, value in spec.params.items():
             if isinstance(value, str):
+                self._register_secrets(value, environ)
                 resolved = templates.resolve(value, environ, where=f"{where}: endpoint.params.{name}")
                 if templates.references(value):
                     redactor.add(resolved)
@@ -103,6 +112,14 @@ class SourceClient:
         self._client: httpx.AsyncClient | None = None
         self._pending: set[Future[Page]] = set()
         self._log_filter = RedactingFilter(redactor)
+
+    def _register_secrets(self, value: str, environ: Mapping[str, str]) -> None:
+        """Every variable a header or parameter refers to is a secret, on its own too
+        (``key=${TOKEN}`` must also hide a bare token a server echoes back)."""
+        for variable in templates.references(value):
+            secret = environ.get(variable, "")
+            self.redact.add(secret)
+            self.redact.add(secret.strip())
 
     def __enter__(self) -> "SourceClient":
         for name in HTTP_LOGGERS:

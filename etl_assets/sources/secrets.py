@@ -6,7 +6,7 @@ also lose their user-info part.
 """
 
 import logging
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -20,10 +20,15 @@ class Redactor:
             self.add(secret)
 
     def add(self, secret: str) -> None:
-        """Register a secret; very short values are ignored to avoid masking common words."""
-        if secret and len(secret) >= 4 and secret not in self._secrets:
-            self._secrets.append(secret)
-            self._secrets.sort(key=len, reverse=True)
+        """Register a secret, also as it appears percent-encoded in a URL and in a bytes
+        repr; very short values are ignored to avoid masking common words."""
+        if not secret or len(secret) < 4:
+            return
+        forms = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), repr(secret.encode())[2:-1]}
+        for form in forms:
+            if form not in self._secrets:
+                self._secrets.append(form)
+        self._secrets.sort(key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:

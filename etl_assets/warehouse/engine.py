@@ -1,10 +1,11 @@
 """Creating the warehouse engine, with the settings each backend needs."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from etl_assets.errors import SettingsError
 
@@ -40,3 +41,20 @@ def create_warehouse_engine(url: str) -> Engine:
             f"{parsed.get_backend_name()!r} URL"
         )
     return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+def create_idempotently(engine: Engine, create: Callable[[Connection], None]) -> None:
+    """Run ``CREATE ... IF NOT EXISTS``-style DDL that two processes may race to run.
+
+    PostgreSQL's ``CREATE SCHEMA IF NOT EXISTS`` and SQLAlchemy's ``checkfirst`` both check
+    and then create, so the loser of a race gets "already exists"; a second attempt then
+    finds the object and does nothing.
+    """
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as conn:
+                create(conn)
+            return
+        except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):
+            if attempt == 2:
+                raise

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
+from etl_assets.warehouse.engine import create_idempotently
 from etl_assets.warehouse.records import PreparedPage
 
 SQLITE_KEYS_PER_QUERY = 900
@@ -68,8 +69,7 @@ class StagingLoader:
             ).bindparams(sa.bindparam("keys", expanding=True))
 
     def ensure_table(self) -> None:
-        with self.engine.begin() as conn:
-            self.table.create(conn, checkfirst=True)
+        create_idempotently(self.engine, lambda conn: self.table.create(conn, checkfirst=True))
 
     def _existing_hashes(self, conn: Connection, keys: list[str]) -> dict[str, str]:
         if self.dialect == "postgresql":
