@@ -5,7 +5,9 @@ CLI); it knows nothing of Dagster. The flow of a run:
 
 1. find this extract's latest resumable ``dw_etl_runs`` row; resume it when its
    parameters match, otherwise start a new row (and say which parameters differ);
-2. fetch page after page, the next one in flight while the current one is written;
+2. fetch pages ahead (up to ``client.max_in_flight`` requests at once while the source's
+   total says they exist) and parse them on a worker thread, while the main thread writes
+   the pages strictly in order, so the checkpoint is always a contiguous prefix;
 3. write each page in its own transaction, and every ``checkpoint_interval_seconds``
    put the checkpoint in that same transaction, so it never points past stored data;
 4. on the deadline, save the checkpoint, leave the row ``running`` and raise
@@ -18,8 +20,9 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,7 +49,7 @@ from etl_assets.sources.paginators import OffsetPaginator, OffsetState
 from etl_assets.sources.secrets import Redactor, strip_userinfo
 from etl_assets.sources.selectors import MISSING, parse_selector, select
 from etl_assets.sources.spec import ExtractSpec
-from etl_assets.warehouse import StagingLoader, prepare_page
+from etl_assets.warehouse import PreparedPage, StagingLoader, prepare_page
 
 MAX_ATTEMPTS_KEPT = 50
 MAX_WARNINGS_KEPT = 20
@@ -88,6 +91,29 @@ class ExtractOptions:
     resume_from_checkpoint: bool = True
     dagster_run_id: str | None = None
     resume_run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _ParsedPage:
+    """A fetched page, parsed and prepared off the main thread."""
+
+    count: int
+    total: int | None
+    prepared: PreparedPage
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A page requested ahead: its position, the HTTP request and the parsing after it."""
+
+    skip: int
+    fetch: "Future[Page]"
+    parsed: "Future[_ParsedPage]"
+
+    def cancel(self) -> None:
+        self.fetch.cancel()
+        self.parsed.cancel()
 
 
 @dataclass
@@ -406,38 +432,76 @@ class _Run:
     def _loop(self) -> None:
         assert self.record is not None and self.result is not None
         paginator = OffsetPaginator(self.spec.paginator, start=self.committed)
-        pending: Future[Page] | None = None
+        window: deque[_InFlight] = deque()
+        workers = ThreadPoolExecutor(1, thread_name_prefix=f"etl-parse-{self.spec.name}")
+        stride = self.spec.paginator.limit
         warned_total = False
-        while paginator.has_next:
-            skip = paginator.skip
-            if pending is None:
-                self.deadline.check(f"requesting the page at skip={skip}")
-                pending = self.client.submit(paginator.request_params())
-            page = pending.result()
-            pending = None
-            records, total = self._parse(page, skip)
-            prepared = prepare_page(records, extract=self.spec.name, primary_key=self.spec.primary_key, skip=skip)
-            paginator.advance(len(records), total)
-            if paginator.has_next:
-                pending = self.client.submit(paginator.request_params())
-            if paginator.total_exceeded and not warned_total:
-                warned_total = True
-                self._warn(
-                    f"extract {self.spec.name!r}: the source's total ({total}) disagreed with the records "
-                    f"seen ({self.committed_records + len(records)} by skip={paginator.skip}); "
-                    "reading on until a short page"
-                )
-            for warning in prepared.warnings:
-                self._warn(warning)
-            self._commit(prepared, paginator.state(), skip)
-            self.result.source_total = total
+        try:
+            while paginator.has_next:
+                skip = paginator.skip
+                if not window:
+                    window.append(self._request(paginator, skip, workers))
+                parsed = window.popleft().parsed.result()
+                paginator.advance(parsed.count, parsed.total)
+                stride = parsed.count or stride
+                if window and window[0].skip != paginator.skip:
+                    # The page was shorter (or longer) than planned: what was asked ahead
+                    # starts at the wrong record. Drop it; nothing of it was written.
+                    self._drop(window)
+                self._fetch_ahead(paginator, window, stride, workers)
+                for warning in parsed.warnings:
+                    self._warn(warning)
+                if paginator.total_exceeded and not warned_total:
+                    warned_total = True
+                    self._warn(
+                        f"extract {self.spec.name!r}: the source's total ({parsed.total}) disagreed with the "
+                        f"records seen ({self.committed_records + parsed.count} by skip={paginator.skip}); "
+                        "reading on until a short page"
+                    )
+                for warning in parsed.prepared.warnings:
+                    self._warn(warning)
+                self._commit(parsed.prepared, paginator.state(), skip)
+                self.result.source_total = parsed.total
+        finally:
+            self._drop(window)
+            workers.shutdown(wait=True, cancel_futures=True)
         if self.result.source_total is not None and self.result.source_total != self.committed_records:
             self._warn(
                 f"extract {self.spec.name!r}: the source's total ({self.result.source_total}) disagreed "
                 f"with the records seen ({self.committed_records})"
             )
 
-    def _parse(self, page: Page, skip: int) -> tuple[list[Any], int | None]:
+    def _request(self, paginator: OffsetPaginator, skip: int, workers: ThreadPoolExecutor) -> _InFlight:
+        fetch = self.client.submit(paginator.request_params(skip))
+        return _InFlight(skip, fetch, workers.submit(self._parse_fetched, fetch, skip))
+
+    def _fetch_ahead(
+        self, paginator: OffsetPaginator, window: deque[_InFlight], stride: int, workers: ThreadPoolExecutor
+    ) -> None:
+        """Keep up to ``max_in_flight`` requests going: the next page always, and pages
+        after it while the source's total says they exist."""
+        if not paginator.has_next:
+            return
+        while len(window) < self.spec.max_in_flight:
+            skip = window[-1].skip + stride if window else paginator.skip
+            if window and not paginator.known_needed(skip):
+                return
+            window.append(self._request(paginator, skip, workers))
+
+    @staticmethod
+    def _drop(window: deque[_InFlight]) -> None:
+        while window:
+            window.pop().cancel()
+
+    def _parse_fetched(self, fetch: "Future[Page]", skip: int) -> _ParsedPage:
+        """Runs on the worker thread: wait for the page, parse it, key and encode its records."""
+        page = fetch.result()
+        warnings: list[str] = []
+        records, total = self._parse(page, skip, warnings)
+        prepared = prepare_page(records, extract=self.spec.name, primary_key=self.spec.primary_key, skip=skip)
+        return _ParsedPage(len(records), total, prepared, warnings)
+
+    def _parse(self, page: Page, skip: int, warnings: list[str]) -> tuple[list[Any], int | None]:
         where = f"extract {self.spec.name!r}, skip={skip}, {page.url}"
         try:
             body = jsoncodec.loads(page.content)
@@ -457,9 +521,9 @@ class _Run:
                 f"records, found {found}",
                 extract=self.spec.name,
             )
-        return records, self._total(body, page, where)
+        return records, self._total(body, page, where, warnings)
 
-    def _total(self, body: Any, page: Page, where: str) -> int | None:
+    def _total(self, body: Any, page: Page, where: str, warnings: list[str]) -> int | None:
         spec = self.spec.paginator
         if self.total_selector is not None:
             raw: Any = select(body, self.total_selector)
@@ -476,7 +540,7 @@ class _Run:
         if isinstance(raw, str) and raw.strip().isdigit():
             raw = int(raw.strip())
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
-            self._warn(f"{where}: ignoring the source's total from {origin}: {raw!r} is not a count")
+            warnings.append(f"{where}: ignoring the source's total from {origin}: {raw!r} is not a count")
             return None
         return raw
 

@@ -65,7 +65,7 @@ def test_malformed_page_fails_naming_extract_skip_and_reason(source, warehouse, 
 def test_dropped_connection_is_retried(source, warehouse):
     source.source.add_fault(Fault(path="/items", skip=30, action="drop", times=2))
     result = extract(items_spec(source.url, limit=10), warehouse)
-    assert [r.skip for r in source.source.requests("/items")] == [0, 10, 20, 30, 30, 30, 40]
+    assert sorted(r.skip for r in source.source.requests("/items")) == [0, 10, 20, 30, 30, 30, 40]
     assert ids(warehouse) == list(range(1, 51)) and result.requests == 7
 
 

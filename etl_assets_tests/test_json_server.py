@@ -109,7 +109,7 @@ def test_extract_fhir_patients_from_json_server(patients_db, warehouse):
 
 def test_json_server_timeout_and_resume(patients_db, warehouse):
     db, records = patients_db
-    process, url = start_json_server(db, delay_ms=150)
+    process, url = start_json_server(db, delay_ms=400)  # 4 pages in flight: about 10 pages a second
     try:
         spec = spec_for(url, limit=20)
         with pytest.raises(JobTimeoutError):

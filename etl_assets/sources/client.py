@@ -5,6 +5,10 @@ request's *total* time (connect, headers and every byte of the body) can be boun
 the time left in the run. A synchronous client can only bound each socket read, which a
 server dripping one byte every few seconds defeats. Callers stay synchronous: ``get``
 blocks, ``submit`` returns a future so the next page can be fetched while one is written.
+
+Requests in flight share one rate-limit gate: when the source answers 429, or any
+retryable status with ``Retry-After``, no request of this run starts again before that
+time, so pages fetched ahead do not keep hitting a source that asked to be left alone.
 """
 
 import asyncio
@@ -111,6 +115,7 @@ class SourceClient:
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._client: httpx.AsyncClient | None = None
         self._pending: set[Future[Page]] = set()
+        self._not_before = 0.0  # the rate-limit gate, on the event loop's clock
         self._log_filter = RedactingFilter(redactor)
 
     def _register_secrets(self, value: str, environ: Mapping[str, str]) -> None:
@@ -153,7 +158,8 @@ class SourceClient:
             base_url=self.base_url,
             headers=self.headers,
             timeout=httpx.Timeout(self.spec.request_timeout_seconds),
-            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            limits=httpx.Limits(max_connections=max(8, self.spec.max_in_flight),
+                                max_keepalive_connections=max(8, self.spec.max_in_flight)),
             follow_redirects=True,
         )
 
@@ -182,6 +188,7 @@ class SourceClient:
         attempt = 0
         while True:
             attempt += 1
+            await self._wait_for_gate(shown)
             self.deadline.check(f"requesting {shown}")
             budget = min(self.deadline.remaining(), self.spec.request_timeout_seconds)
             wait: float | None = None
@@ -220,6 +227,7 @@ class SourceClient:
                 if status is None:
                     raise SourceUnavailableError(message, extract=self.spec.name)
                 raise SourceHTTPError(message, extract=self.spec.name, status_code=status)
+            shared = wait is not None or status == 429
             if wait is None:
                 wait = min(retries.backoff_seconds * 2 ** (attempt - 1), retries.max_backoff_seconds)
             if wait >= self.deadline.remaining():
@@ -231,6 +239,21 @@ class SourceClient:
                 f"extract {self.spec.name!r}: {shown}: {problem}; "
                 f"retry {attempt}/{retries.max_attempts - 1} in {wait:.2f} s"
             )
+            if shared:
+                loop = asyncio.get_running_loop()
+                self._not_before = max(self._not_before, loop.time() + wait)
             await asyncio.sleep(wait)
+
+    async def _wait_for_gate(self, shown: str) -> None:
+        """Hold a request until the source's last ``Retry-After`` (or 429) has passed."""
+        delay = self._not_before - asyncio.get_running_loop().time()
+        if delay <= 0:
+            return
+        if delay >= self.deadline.remaining():
+            raise DeadlineExceeded(
+                f"the source asked this run to wait {delay:.1f} s before {shown}, "
+                f"past the end of the {self.deadline.seconds:g} s time budget"
+            )
+        await asyncio.sleep(delay)
 
 

@@ -43,8 +43,17 @@ class OffsetPaginator:
         self.total_exceeded = False
         self.last_total: int | None = None
 
-    def request_params(self) -> dict[str, Any]:
-        return {self.spec.offset_param: self.skip, self.spec.limit_param: self.spec.limit}
+    def request_params(self, skip: int | None = None) -> dict[str, Any]:
+        """The query for the page at ``skip`` (the next one by default)."""
+        return {self.spec.offset_param: self.skip if skip is None else skip, self.spec.limit_param: self.spec.limit}
+
+    def known_needed(self, skip: int) -> bool:
+        """Whether a page at ``skip`` is sure to be needed, so it may be fetched ahead.
+
+        Only a believable total says so; without one, or once the source sent more than its
+        total promised, pages are asked for one at a time past the next.
+        """
+        return self.last_total is not None and not self.total_exceeded and skip < self.last_total
 
     def advance(self, count: int, total: int | None) -> None:
         """Account for a page of ``count`` rows whose body or headers said ``total``."""

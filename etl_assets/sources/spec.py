@@ -10,6 +10,7 @@ One file describes one source::
                   total_path: total}          # or total_header: X-Total-Count
       retries: {max_attempts: 5, backoff_seconds: 0.5, max_backoff_seconds: 30}
       request_timeout_seconds: 60
+      max_in_flight: 4                  # requests in flight when the total is known
     resources:
       - name: patients
         primary_key: id
@@ -33,6 +34,11 @@ from etl_assets.sources.selectors import parse_selector
 
 PAGINATOR_TYPES = ("offset",)
 MAX_NAME_LENGTH = 59  # "stg_" + name must fit PostgreSQL's 63-character identifiers
+DEFAULT_MAX_IN_FLIGHT = 4
+"""Requests in flight for offset paging with a known total. Measured in ``bench/``: with
+20 ms of latency and pages of 100, one request at a time reads about 4,500 records/s and four
+about 16,000; more adds little on two cores and only loads the source harder."""
+MAX_IN_FLIGHT = 32
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class ExtractSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     data_selector: str | None = None
     request_timeout_seconds: float = 60.0
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     description: str | None = None
     source_file: str = "<inline>"
 
@@ -219,7 +226,9 @@ def parse_extracts(document: Any, *, source_file: str = "<inline>") -> list[Extr
     if not isinstance(group, str) or not IDENTIFIER.match(group):
         raise top.fail("name", f"must be a lower-case identifier, got {group!r}")
     client = top.mapping(
-        data.get("client"), "client", {"base_url", "headers", "paginator", "retries", "request_timeout_seconds"}
+        data.get("client"),
+        "client",
+        {"base_url", "headers", "paginator", "retries", "request_timeout_seconds", "max_in_flight"},
     )
     base_url = top.string(client.get("base_url"), "client.base_url", template=True)
     if not base_url.startswith(("http://", "https://", "${")):
@@ -229,6 +238,9 @@ def parse_extracts(document: Any, *, source_file: str = "<inline>") -> list[Extr
     retries = _retries(top, client.get("retries"))
     request_timeout = top.number(
         client.get("request_timeout_seconds", 60), "client.request_timeout_seconds", low=0.1, high=3600
+    )
+    max_in_flight = top.integer(
+        client.get("max_in_flight", DEFAULT_MAX_IN_FLIGHT), "client.max_in_flight", low=1, high=MAX_IN_FLIGHT
     )
     resources = data.get("resources")
     if not isinstance(resources, list) or not resources:
@@ -286,6 +298,7 @@ def parse_extracts(document: Any, *, source_file: str = "<inline>") -> list[Extr
                 params=_scalar_params(reader, endpoint.get("params"), "endpoint.params"),
                 data_selector=selector,
                 request_timeout_seconds=request_timeout,
+                max_in_flight=max_in_flight,
                 description=res.get("description"),
                 source_file=source_file,
             )

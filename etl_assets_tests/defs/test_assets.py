@@ -82,7 +82,7 @@ def test_materialize_all_demo_extracts_with_metadata(demo, warehouse):
 
 
 def test_timeout_from_run_config_then_resume(warehouse):
-    demo = default_source(patients=60, latency_seconds=0.25)
+    demo = default_source(patients=60, latency_seconds=1.0)  # 4 pages in flight: 1 s per 20 records
     with ServerThread(demo) as server:
         assets = demo_assets(server.url, limit=5)[:1]
         instance = dg.DagsterInstance.ephemeral()

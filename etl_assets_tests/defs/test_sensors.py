@@ -4,6 +4,7 @@ on a test instance against the demo source: field cases C10 and C11, and the rul
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 
 import dagster as dg
 import pytest
@@ -37,8 +38,8 @@ def instance():
 class Deployment:
     """The extract assets, their job and the sensor, on one instance and warehouse."""
 
-    def __init__(self, source, warehouse, instance, names=("items", "broken")):
-        specs = [items_spec(source.url, name=n, path=f"/{n}") for n in names]
+    def __init__(self, source, warehouse, instance, names=("items", "broken"), max_in_flight=4):
+        specs = [replace(items_spec(source.url, name=n, path=f"/{n}"), max_in_flight=max_in_flight) for n in names]
         self.assets = build_extract_assets(specs)
         job = dg.define_asset_job("all_extracts", selection=dg.AssetSelection.assets(*self.assets))
         self.sensor = build_resume_sensor(list(names), job, Settings())
@@ -166,8 +167,10 @@ def test_a_corrupt_row_is_reported_and_the_others_still_resume(source, warehouse
 
 
 def test_progress_resets_the_count_and_success_rows_are_never_touched(source, warehouse, instance, policy):
-    """Each relaunch times out further on: it is relaunched every time, beyond the limit of 3."""
-    deployment = Deployment(source, warehouse, instance, names=("items",))
+    """Each relaunch times out further on: it is relaunched every time, beyond the limit of 3.
+
+    One request at a time, so that each relaunch gets exactly one page before its hang."""
+    deployment = Deployment(source, warehouse, instance, names=("items",), max_in_flight=1)
     source.source.collections["items"].replace(simple_records(60))
     row = timed_out_row(deployment, source, warehouse, "items")
     for skip in (20, 30, 40, 50):  # every relaunch gets one page, then hangs into its timeout
