@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv node demo test test-fast ui dev dagster-home clean
+.PHONY: venv node demo test test-fast ui dev dagster-home clean bench
 
 venv: $(STAMP)
 
@@ -49,3 +49,8 @@ dev: venv dagster-home
 
 clean:
 	rm -rf .etl_data .dagster_home
+
+# Side by side with dlt and the machine's ceilings; writes bench/RESULTS.md. Needs the
+# PostgreSQL of `make test` (ETL_BENCH_DATABASE_URL overrides). BENCH_ARGS=--quick for a smoke run.
+bench: venv
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
