@@ -44,7 +44,7 @@ def pages(url: str, limit: int, client: httpx.Client) -> Any:
             return
 
 
-def load_project(args: argparse.Namespace) -> int:
+def load_project(args: argparse.Namespace, clock: dict[str, float]) -> int:
     folder = Path(tempfile.mkdtemp(prefix="etl-bench-"))
     extracts = folder / "extracts.yaml"
     extracts.write_text(
@@ -72,6 +72,7 @@ resources:
     from etl_assets.executor import JobExecutor
 
     with JobExecutor() as executor:
+        clock["start"] = time.perf_counter()  # the materialization alone, as for the others
         try:
             result = executor.execute_job("patients", resume_from_checkpoint=args.resume, timeout_seconds=3600)
         except EtlError as exc:
@@ -152,10 +153,10 @@ def main() -> None:
     parser.add_argument("--allow-failure", action="store_true", help="project: a failed run is expected")
     args = parser.parse_args()
     clock = {"start": time.perf_counter()}
-    if args.loader == "copy":
-        rows = load_copy(args, clock)
+    if args.loader in ("copy", "project"):
+        rows = {"copy": load_copy, "project": load_project}[args.loader](args, clock)
     else:
-        rows = {"project": load_project, "fetch": load_fetch, "executemany": load_executemany}[args.loader](args)
+        rows = {"fetch": load_fetch, "executemany": load_executemany}[args.loader](args)
     seconds = time.perf_counter() - clock["start"]
     print(json.dumps({"rows": rows, "seconds": seconds, "extract_seconds": getattr(args, "inner_seconds", None)}))
 

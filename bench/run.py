@@ -361,7 +361,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get(
         "ETL_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--latency-records", type=int, default=20_000)
+    parser.add_argument("--latency-records", type=int, default=50_000)
     parser.add_argument("--big-records", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, one run each (a smoke test)")

@@ -283,6 +283,7 @@ class _Run:
         self.saved_at = time.monotonic()
         self.result: ExtractResult | None = None
         self.lost_row = False
+        self.page_conn: Connection | None = None
 
     # -- choosing the dw_etl_runs row ---------------------------------------------------
 
@@ -436,7 +437,11 @@ class _Run:
         workers = ThreadPoolExecutor(1, thread_name_prefix=f"etl-parse-{self.spec.name}")
         stride = self.spec.paginator.limit
         warned_total = False
+        # One connection for every page of the run: no pool checkout and liveness ping per
+        # page, and the loader's session-local page table is created once.
+        self.page_conn = self.store.engine.connect()
         try:
+            self.loader.prepare_session(self.page_conn)
             while paginator.has_next:
                 skip = paginator.skip
                 if not window:
@@ -465,6 +470,8 @@ class _Run:
         finally:
             self._drop(window)
             workers.shutdown(wait=True, cancel_futures=True)
+            self.page_conn.close()
+            self.page_conn = None
         if self.result.source_total is not None and self.result.source_total != self.committed_records:
             self._warn(
                 f"extract {self.spec.name!r}: the source's total ({self.result.source_total}) disagreed "
@@ -550,7 +557,9 @@ class _Run:
         due = time.monotonic() - self.saved_at >= self.options.checkpoint_interval_seconds
         now = utcnow()
         me = self.options.dagster_run_id
-        with self.store.transaction() as conn:
+        conn = self.page_conn
+        assert conn is not None
+        with conn.begin():
             write = self.loader.write(conn, prepared, run_id=self.record.run_id, now=now)
             if due:
                 self._set_checkpoint(state, records, now)

@@ -105,6 +105,15 @@ class StagingLoader:
             found.update((key, digest) for key, digest in conn.execute(self._existing, {"keys": chunk}))
         return found
 
+    def prepare_session(self, conn: Connection) -> None:
+        """Create the session-local page table on ``conn`` once, for a connection that will
+        write many pages (committed, so a later page's rollback cannot take it away)."""
+        if self.dialect != "postgresql" or conn.info.get(PAGE_TABLE):
+            return
+        with conn.begin():
+            conn.exec_driver_sql(self._create_page_table)
+        conn.info[PAGE_TABLE] = True
+
     def write(self, conn: Connection, page: PreparedPage, *, run_id: int, now: datetime) -> PageWrite:
         """Upsert the page in ``conn``'s transaction and report what changed."""
         if not page.rows:
@@ -123,7 +132,8 @@ class StagingLoader:
             # together, so a server crash can only lose both (the resume re-reads them), and
             # the run's final success is written by a synchronous transaction after them.
             cursor.execute("SET LOCAL synchronous_commit = off")
-            cursor.execute(self._create_page_table)
+            if not conn.info.get(PAGE_TABLE):
+                cursor.execute(self._create_page_table)
             with cursor.copy(self._copy) as copy:
                 copy.write(buffer.encode("utf-8"))
             cursor.execute(self._merge, {"now": now, "run_id": run_id})
