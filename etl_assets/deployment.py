@@ -76,10 +76,19 @@ class WebserverRuns:
         return None
 
 
+_IN_PROCESS_RUNS = threading.Lock()
+"""Runs executed in one process go one at a time. Dagster 1.13 sets up each run's log handlers
+with ``logging.config.dictConfig``, which holds the logging module's lock while it flushes every
+handler, including those of a run already going in another thread, whose emit holds its handler's
+lock and then wants the module's: two in-process runs starting together deadlock (seen in a test).
+For runs side by side, launch through the webserver (``ETL_DAGSTER_WEBSERVER_URL``)."""
+
+
 class InProcessLauncher:
     """Runs the asset in this process on the instance (shown in the UI when it is
     ``DAGSTER_HOME``'s). ``background`` returns at once with the run id (the API);
-    otherwise the call returns when the run has ended (the CLI, Python)."""
+    otherwise the call returns when the run has ended (the CLI, Python). Runs in one process
+    go one at a time (see ``_IN_PROCESS_RUNS``)."""
 
     def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, *, background: bool) -> None:
         self.job = defs.resolve_job_def(ASSET_JOB)
@@ -92,6 +101,12 @@ class InProcessLauncher:
         self, extract: str, run_config: dict[str, Any], tags: dict[str, str], run_id: str | None = None
     ) -> dg.ExecuteInProcessResult:
         run_id = run_id or str(uuid.uuid4())
+        with _IN_PROCESS_RUNS:
+            return self._execute(extract, run_config, tags, run_id)
+
+    def _execute(
+        self, extract: str, run_config: dict[str, Any], tags: dict[str, str], run_id: str
+    ) -> dg.ExecuteInProcessResult:
         result = self.job.execute_in_process(
             run_config=run_config,
             instance=self.instance,
