@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import sqlalchemy.exc
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -124,6 +125,12 @@ def create_app(operations: Operations, launcher: Launcher, *, token: str | None)
                 return error(409, "conflict", str(exc))
             except LaunchError as exc:
                 return error(503, "launch_failed", str(exc))
+            except sqlalchemy.exc.OperationalError as exc:
+                # Only the exception's class: its text can hold the database URL.
+                log.warning("the warehouse does not answer on %s %s: %s", request.method, request.url.path,
+                            type(exc.orig or exc).__name__)
+                return error(503, "warehouse_unavailable",
+                             f"the warehouse does not answer: {type(exc.orig or exc).__name__}")
 
         return wrapper
 

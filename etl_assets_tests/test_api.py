@@ -214,3 +214,30 @@ def test_with_a_token_every_route_but_health_needs_it(api, source, warehouse):
     assert api.client.get("/runs").status_code == 200
     assert api.client.post(f"/runs/{row.run_id}/retry", json={"dry_run": True}).status_code == 200
     assert api.instance.get_runs() == []
+
+
+def test_a_warehouse_that_does_not_answer_is_a_503_on_every_route(source):
+    """A PostgreSQL URL on a port where nothing listens: every route answers 503 with JSON,
+    never a 500, and never the database URL (it may hold a password)."""
+    from etl_assets.checkpoints import CheckpointStore
+    from etl_assets.warehouse.engine import create_warehouse_engine
+
+    url = "postgresql+psycopg://etl:pa55word@127.0.0.1:9/warehouse?connect_timeout=2"
+    store = CheckpointStore(create_warehouse_engine(url), None)
+    spec = items_spec(source.url)
+    with dg.instance_for_test() as instance:
+        operations = Operations(store, {"items": spec}, InstanceRuns(instance), lease_seconds=600, launched_by="api")
+        app = create_app(operations, launcher=None, token=None)
+        with AppServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+            answers = [
+                client.get("/health"),
+                client.get("/runs"),
+                client.get("/runs/1"),
+                client.post("/runs/1/retry", json={"dry_run": True}),
+                client.post("/runs/1/retry", json={"dry_run": False}),
+            ]
+    assert [a.status_code for a in answers] == [503] * 5
+    for answer in answers:
+        assert answer.json()["error"]["code"] == "warehouse_unavailable"
+        assert "pa55word" not in answer.text and "127.0.0.1:9" not in answer.text
+    store.engine.dispose()
