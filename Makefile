@@ -32,20 +32,22 @@ dagster-home: dagster.dev.yaml
 	mkdir -p .dagster_home
 	cp dagster.dev.yaml .dagster_home/dagster.yaml
 
+# The webserver (http://127.0.0.1:3000) and the daemon, which launches what the UI queues, on
+# the instance `make demo` wrote its runs to. Ctrl-C stops both.
 ui: venv dagster-home
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster-webserver -h 127.0.0.1 -p 3000 -w workspace.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home scripts/together.sh \
+	  "$(BIN)/dagster-daemon run -w workspace.yaml" \
+	  "$(BIN)/dagster-webserver -h 127.0.0.1 -p 3000 -w workspace.yaml"
 
 # The demo source, the Dagster webserver (http://127.0.0.1:3000), the daemon (schedules, the
 # resume sensor, run queue and monitoring) and the retry API (http://127.0.0.1:8000), on the
 # embedded defaults. Ctrl-C stops all four.
 dev: venv dagster-home
-	set -m; trap 'kill 0' EXIT INT TERM; \
-	export DAGSTER_HOME=$(CURDIR)/.dagster_home ETL_DAGSTER_WEBSERVER_URL=http://127.0.0.1:3000; \
-	$(BIN)/etl-assets demo-source --patients $${DEMO_PATIENTS:-20000} & \
-	$(BIN)/dagster-daemon run -w workspace.yaml & \
-	$(BIN)/dagster-webserver -h 127.0.0.1 -p 3000 -w workspace.yaml & \
-	$(BIN)/etl-assets api --host 127.0.0.1 --port 8000 & \
-	wait
+	DAGSTER_HOME=$(CURDIR)/.dagster_home ETL_DAGSTER_WEBSERVER_URL=http://127.0.0.1:3000 scripts/together.sh \
+	  "$(BIN)/etl-assets demo-source --patients $${DEMO_PATIENTS:-20000}" \
+	  "$(BIN)/dagster-daemon run -w workspace.yaml" \
+	  "$(BIN)/dagster-webserver -h 127.0.0.1 -p 3000 -w workspace.yaml" \
+	  "$(BIN)/etl-assets api --host 127.0.0.1 --port 8000"
 
 clean:
 	rm -rf .etl_data .dagster_home
