@@ -81,6 +81,19 @@ def items_spec(
     )
 
 
+ITEMS_EXTRACTS_YAML = """
+name: {group}
+client:
+  base_url: {url}
+  paginator: {{type: offset, limit: 10, offset_param: skip, limit_param: limit, total_path: total}}
+resources:
+  - name: items
+    primary_key: id
+    endpoint: {{path: /items, data_selector: items}}
+"""
+"""An extracts file with one ``items`` extract of the demo source (format ``group`` and ``url``)."""
+
+
 def simple_records(count: int, start: int = 1, name: Callable[[int], str] = lambda i: f"name-{i}") -> list[dict]:
     """Records shaped like the field cases: ``{"id", "name", "updated_at"}``."""
     return [

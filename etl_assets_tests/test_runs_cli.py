@@ -14,25 +14,15 @@ from etl_assets.errors import JobTimeoutError
 from etl_assets.extract import ExtractOptions, run_extract
 from etl_assets.sources.spec import load_extracts
 
-EXTRACTS = """
-name: cli_test
-client:
-  base_url: {url}
-  paginator: {{type: offset, limit: 10, offset_param: skip, limit_param: limit, total_path: total}}
-resources:
-  - name: items
-    primary_key: id
-    endpoint: {{path: /items, data_selector: items}}
-"""
 
 
 @pytest.fixture
 def setup(tmp_path, sqlite_warehouse):
-    from etl_assets_tests.support import simple_records
+    from etl_assets_tests.support import ITEMS_EXTRACTS_YAML, simple_records
 
     with ServerThread(DemoSource(collections={"items": ListCollection(simple_records(30))})) as server:
         extracts = tmp_path / "extracts.yaml"
-        extracts.write_text(EXTRACTS.format(url=server.url))
+        extracts.write_text(ITEMS_EXTRACTS_YAML.format(group="cli_test", url=server.url))
         env = {
             **os.environ,
             "ETL_DATABASE_URL": sqlite_warehouse.url,
@@ -120,3 +110,15 @@ def test_a_retry_that_fails_exits_1_with_the_reason(setup):
     lines = out.strip().splitlines()
     assert lines[0].endswith(f"failed: dw_etl_runs run {row.run_id} is failed, 10 records")
     assert lines[1].startswith("error: extract 'items': ") and "answered HTTP 404 Not Found" in lines[1]
+
+
+def test_a_retry_dagster_cannot_launch_exits_5(setup):
+    """The webserver named by ETL_DAGSTER_WEBSERVER_URL does not answer: exit 5, the row untouched."""
+    server, warehouse, env = setup
+    [row] = warehouse.runs("items")
+    code, _, err = cli({**env, "ETL_DAGSTER_WEBSERVER_URL": "http://127.0.0.1:9"}, "runs", "retry", str(row.run_id))
+    assert code == 5
+    assert err.startswith("etl-assets: the Dagster webserver at http://127.0.0.1:9 did not launch a run of 'items'")
+    assert server.source.requests() == []
+    after = warehouse.run(row.run_id)
+    assert (after.status.value, after.checkpoint.skip, after.records_loaded) == ("running", 10, 10)

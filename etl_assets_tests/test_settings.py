@@ -45,3 +45,30 @@ def test_bad_values_name_the_variable(name, value, message):
     with pytest.raises(SettingsError) as raised:
         Settings.from_env({name: value})
     assert str(raised.value).startswith(message)
+
+
+def test_every_resume_schedule_and_api_variable_is_read():
+    settings = Settings.from_env(
+        {
+            "ETL_MAX_RESUME_ATTEMPTS": "7",
+            "ETL_RESUME_BACKOFF_SECONDS": "12.5",
+            "ETL_RESUME_SENSOR_INTERVAL_SECONDS": "5",
+            "ETL_RUN_LEASE_SECONDS": "90",
+            "ETL_SCHEDULE_ENABLED": "true",
+            "ETL_SCHEDULE_CRON": "*/15 * * * *",
+            "ETL_SCHEDULE_TIMEZONE": "Asia/Tokyo",
+            "ETL_DAGSTER_WEBSERVER_URL": "http://127.0.0.1:3000/",
+            "ETL_API_TOKEN": "s3cret",
+        }
+    )
+    assert (
+        settings.max_resume_attempts,
+        settings.resume_backoff_seconds,
+        settings.resume_sensor_interval_seconds,
+        settings.run_lease_seconds,
+    ) == (7, 12.5, 5.0, 90.0)
+    assert (settings.schedule_enabled, settings.schedule_cron, settings.schedule_timezone) == (
+        True, "*/15 * * * *", "Asia/Tokyo"
+    )
+    assert (settings.dagster_webserver_url, settings.api_token) == ("http://127.0.0.1:3000", "s3cret")
+    assert "s3cret" not in repr(settings), "the token never shows in a repr or a log line"

@@ -1,6 +1,10 @@
 """The resume sensor, ticked with ``evaluate_tick`` and its run requests executed for real
 on a test instance against the demo source: field cases C10 and C11, and the rules."""
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -207,41 +211,110 @@ def test_backoff_grows_between_relaunches_without_progress(source, warehouse, in
     assert "backing off after 1 relaunches without progress, next at " in result.skip_message
 
 
-def test_c11_sensor_and_operator_relaunch_the_same_row(source, warehouse, instance, policy):
+CHILD_RUN = textwrap.dedent(
+    """
+    import os, sys, time
+    import dagster as dg
+    from etl_assets.defs.assets import ExtractConfig, build_extract_asset
+    from etl_assets.defs.resources import CheckpointStoreResource
+    from etl_assets_tests.support import items_spec
+
+    url, db_url, schema, run_id, go, tag = sys.argv[1:7]
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize(
+            [build_extract_asset(items_spec(url))],
+            instance=instance,
+            resources={"checkpoints": CheckpointStoreResource(database_url=db_url, warehouse_schema=schema or None)},
+            run_config=dg.RunConfig({"items": ExtractConfig(resume_run_id=int(run_id), checkpoint_interval_seconds=0)}),
+            tags={"launched_by": tag},
+            raise_on_error=False,
+        )
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    print(failures[0].step_failure_data.error.cause.message if failures else "success")
+    """
+)
+
+
+def start_child_run(source, warehouse, instance, row, go, tag):
+    """A materialization resuming ``row`` in a process of its own (as the daemon's run worker
+    or an operator's CLI would be), on the same instance; it starts when ``go`` exists.
+
+    In-process runs in one process are serialized (Dagster's log setup deadlocks two that start
+    together), so runs that must overlap get processes of their own, as in production."""
+    env = {**os.environ, "DAGSTER_HOME": instance.root_directory}
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD_RUN, source.url, warehouse.url, warehouse.schema or "", str(row.run_id),
+         str(go), tag],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def watch_page_index(warehouse, run_id, stop, seen):
+    while not stop.is_set():
+        checkpoint = warehouse.run(run_id).checkpoint
+        if checkpoint is not None and (not seen or seen[-1] != checkpoint.page_index):
+            seen.append(checkpoint.page_index)
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("operator_waits_for_claim", [False, True], ids=["launched-together", "operator-after-claim"])
+def test_c11_sensor_and_operator_relaunch_the_same_row(
+    source, warehouse, instance, policy, tmp_path, operator_waits_for_claim
+):
+    """The sensor's relaunch and an operator's retry of one row, each in its own process,
+    checkpointing every page: one extracts, the other stops at once with no request and no
+    write, and the checkpoint's page_index never goes down between writes."""
     deployment = Deployment(source, warehouse, instance, names=("items",))
     row = timed_out_row(deployment, source, warehouse, "items")
-    by_sensor = deployment.tick().run_requests[0]
-    by_operator = resume_run_request("items", row.run_id, None)
-    source.source.latency_seconds = 1.0
-    results = {}
-    first = threading.Thread(target=lambda: results.update(sensor=deployment.execute(by_sensor)))
-    first.start()
+    assert deployment.tick().run_requests[0].run_config["ops"]["items"]["config"]["resume_run_id"] == row.run_id
+    source.source.latency_seconds = 1.5  # the winner is still extracting when the other run starts
+    seen: list[int] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_page_index, args=(warehouse, row.run_id, stop, seen))
+    watcher.start()
+    go_sensor, go_operator = tmp_path / "go-sensor", tmp_path / "go-operator"
+    children = {
+        "sensor": start_child_run(source, warehouse, instance, row, go_sensor, "sensor"),
+        "operator": start_child_run(source, warehouse, instance, row, go_operator, "operator"),
+    }
+    outputs = {}
     try:
-        deadline = time.monotonic() + 20
-        while warehouse.run(row.run_id).dagster_run_id == row.dagster_run_id:
-            assert time.monotonic() < deadline, "the sensor's run never claimed the row"
-            time.sleep(0.02)
-        held = warehouse.run(row.run_id)
-        second = deployment.execute(by_operator)
-        assert not second.success
-        [failure] = [e for e in second.all_events if e.event_type_value == "STEP_FAILURE"]
-        message = failure.step_failure_data.error.cause.message
-        assert f"extract 'items' is already running: dw_etl_runs run {row.run_id} is held by Dagster run " in message
-        assert "this run made no request and wrote nothing" in message
-        after = warehouse.run(row.run_id)
-        assert after.dagster_run_id == held.dagster_run_id
-        assert second.run_id not in [a["dagster_run_id"] for a in after.run_context["attempts"]]
-        tick = deployment.tick()
-        assert tick.run_requests == []
-        assert "held: Dagster run" in tick.skip_message or tick.skip_message == "no interrupted extract to resume"
+        time.sleep(3)  # both children have imported Dagster and wait for their signal
+        go_sensor.touch()
+        if operator_waits_for_claim:
+            deadline = time.monotonic() + 20
+            while warehouse.run(row.run_id).dagster_run_id == row.dagster_run_id:
+                assert time.monotonic() < deadline, "the sensor's run never claimed the row"
+                time.sleep(0.01)
+        go_operator.touch()
+        for name, child in children.items():
+            out, err = child.communicate(timeout=90)
+            assert child.returncode == 0, err[-2000:]
+            outputs[name] = out.strip().splitlines()[-1]
     finally:
-        first.join(30)
-    assert results["sensor"].success
-    assert [r.skip for r in source.source.requests("/items")] == [10, 20]
+        stop.set()
+        watcher.join()
+        for child in children.values():
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+    assert list(outputs.values()).count("success") == 1, outputs
+    if operator_waits_for_claim:
+        assert outputs["sensor"] == "success"
+    [refused] = [message for message in outputs.values() if message != "success"]
+    assert refused.startswith("etl_assets.errors.ExtractAlreadyRunningError: extract 'items' is already running: ")
+    assert f"dw_etl_runs run {row.run_id}" in refused
+    assert sorted(r.skip for r in source.source.requests("/items")) == [10, 20], "the refused run made no request"
+    assert seen == sorted(seen) and seen[0] == 1, f"page_index went down: {seen}"
     done = warehouse.run(row.run_id)
-    assert (done.status, done.records_loaded) == (RunStatus.SUCCESS, 30)
+    assert (done.status, done.records_loaded, done.checkpoint) == (RunStatus.SUCCESS, 30, None)
     assert [a["outcome"] for a in done.run_context["attempts"]] == ["timeout", "success"]
     assert ids(warehouse, "items") == list(range(1, 31))
+    tick = deployment.tick()
+    assert (tick.run_requests, tick.skip_message) == ([], "no interrupted extract to resume")
 
 
 def test_rows_of_extracts_no_longer_defined_are_left_alone(source, warehouse, instance, policy):
