@@ -60,7 +60,14 @@ def loads(body: bytes) -> Any:
 
 def dumps(value: Any) -> str:
     """Encode canonically (sorted keys, no spaces) so equal records give equal text."""
+    return dumps_bytes(value).decode("utf-8")
+
+
+def dumps_bytes(value: Any) -> bytes:
+    """:func:`dumps` as UTF-8 bytes, for callers that hash and write bytes: no decoding and
+    re-encoding of every record on the way to the database."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except TypeError:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode("utf-8")

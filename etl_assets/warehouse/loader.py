@@ -27,13 +27,17 @@ SQLITE_KEYS_PER_QUERY = 900
 PAGE_TABLE = "etl_assets_page"
 """The temporary table a page is copied into; one per database session, emptied on commit."""
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"))
 
 
-def _copy_field(value: str) -> str:
-    """A value in ``COPY ... FROM STDIN`` text format (backslash, tab and line breaks escaped)."""
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.translate(_COPY_ESCAPES)
+def _copy_field(value: bytes) -> bytes:
+    """A value in ``COPY ... FROM STDIN`` text format (backslash, tab and line breaks escaped).
+
+    Canonical JSON never holds a raw tab or line break (JSON escapes them), so records
+    usually need only their backslashes doubled; keys may hold anything."""
+    for raw, escaped in _COPY_ESCAPES:
+        if raw in value:
+            value = value.replace(raw, escaped)
     return value
 
 
@@ -123,8 +127,9 @@ class StagingLoader:
         return self._upsert_changed(conn, page, run_id=run_id, now=now)
 
     def _copy_and_merge(self, conn: Connection, page: PreparedPage, *, run_id: int, now: datetime) -> PageWrite:
-        buffer = "".join(
-            f"{_copy_field(key)}\t{_copy_field(text)}\t{digest}\n" for key, (text, digest) in page.rows.items()
+        buffer = b"".join(
+            b"%s\t%s\t%s\n" % (_copy_field(key.encode("utf-8")), _copy_field(data), digest.encode("ascii"))
+            for key, (data, digest) in page.rows.items()
         )
         raw = conn.connection.driver_connection
         with raw.cursor() as cursor:
@@ -135,7 +140,7 @@ class StagingLoader:
             if not conn.info.get(PAGE_TABLE):
                 cursor.execute(self._create_page_table)
             with cursor.copy(self._copy) as copy:
-                copy.write(buffer.encode("utf-8"))
+                copy.write(buffer)
             cursor.execute(self._merge, {"now": now, "run_id": run_id})
             inserted, updated = cursor.fetchone()
         return PageWrite(inserted=inserted, updated=updated, unchanged=len(page.rows) - inserted - updated)
@@ -147,7 +152,7 @@ class StagingLoader:
         stamp = now.replace(tzinfo=None).isoformat(" ")
         inserted = updated = 0
         batch = []
-        for key, (text, digest) in page.rows.items():
+        for key, (data, digest) in page.rows.items():
             old = existing.get(key)
             if old == digest:
                 continue
@@ -155,7 +160,7 @@ class StagingLoader:
                 inserted += 1
             else:
                 updated += 1
-            batch.append({"key": key, "record": text, "hash": digest, "now": stamp, "run_id": run_id})
+            batch.append({"key": key, "record": data.decode("utf-8"), "hash": digest, "now": stamp, "run_id": run_id})
         if batch:
             conn.execute(self._upsert, batch)
         return PageWrite(inserted=inserted, updated=updated, unchanged=len(keys) - inserted - updated)

@@ -2,8 +2,9 @@
 
 Work that every row needs is done once here, in one pass: the key is read, NUL
 characters are removed (PostgreSQL cannot store them in text or jsonb, and SQLite must
-store the same thing so both backends agree), the record is encoded once, and the hash is
-taken of exactly the text that will be stored, so an identical re-read is ``unchanged``.
+store the same thing so both backends agree), the record is encoded once, to UTF-8 bytes
+that go to the database as they are, and the hash is taken of exactly those bytes, so an
+identical re-read is ``unchanged``.
 """
 
 import hashlib
@@ -16,9 +17,10 @@ from etl_assets.errors import MalformedPageError
 
 @dataclass
 class PreparedPage:
-    """A page ready to write: ``rows`` maps record key to (json text, hash), last one wins."""
+    """A page ready to write: ``rows`` maps record key to (canonical JSON as UTF-8, hash),
+    last one wins."""
 
-    rows: dict[str, tuple[str, str]]
+    rows: dict[str, tuple[bytes, str]]
     received: int
     duplicates: int
     warnings: list[str] = field(default_factory=list)
@@ -65,7 +67,7 @@ def prepare_page(
     records: list[Any], *, extract: str, primary_key: tuple[str, ...], skip: int
 ) -> PreparedPage:
     """Validate and encode a page; raise :class:`MalformedPageError` naming the record."""
-    rows: dict[str, tuple[str, str]] = {}
+    rows: dict[str, tuple[bytes, str]] = {}
     warnings: list[str] = []
     duplicates = 0
     for position, record in enumerate(records):
@@ -87,19 +89,19 @@ def prepare_page(
             key = key.replace("\x00", "")
             nul_fields.append("<primary key>")
         try:
-            text = jsoncodec.dumps(record)
+            data = jsoncodec.dumps_bytes(record)
         except (TypeError, ValueError) as exc:
             raise MalformedPageError(f"{where}, key {key!r}: cannot encode: {exc}", extract=extract) from None
-        if "\\u0000" in text:
+        if b"\\u0000" in data:
             record = _strip_nul(record, "", nul_fields)
-            text = jsoncodec.dumps(record)
+            data = jsoncodec.dumps_bytes(record)
         if nul_fields:
             warnings.append(
                 f"extract {extract!r}: record {key!r}: removed NUL characters from {', '.join(sorted(nul_fields))}"
             )
-        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         if key in rows:
             duplicates += 1
             del rows[key]
-        rows[key] = (text, digest)
+        rows[key] = (data, digest)
     return PreparedPage(rows=rows, received=len(records), duplicates=duplicates, warnings=warnings)

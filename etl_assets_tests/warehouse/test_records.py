@@ -20,7 +20,7 @@ def test_hash_is_of_canonical_text_so_key_order_does_not_matter():
     one = prepare_page([{"id": 1, "a": 1, "b": 2}], extract="x", primary_key=("id",), skip=0)
     two = prepare_page([{"b": 2, "id": 1, "a": 1}], extract="x", primary_key=("id",), skip=0)
     assert one.rows == two.rows
-    assert one.rows["1"][0] == '{"a":1,"b":2,"id":1}'
+    assert one.rows["1"][0] == b'{"a":1,"b":2,"id":1}'
 
 
 def test_last_duplicate_wins_and_is_counted():
@@ -31,14 +31,14 @@ def test_last_duplicate_wins_and_is_counted():
         skip=0,
     )
     assert (page.received, page.duplicates, list(page.rows)) == (4, 2, ["2", "1"])
-    assert page.rows["1"][0] == '{"id":1,"v":"c"}'
+    assert page.rows["1"][0] == b'{"id":1,"v":"c"}'
 
 
 def test_nul_removed_from_values_and_keys_with_a_warning():
     page = prepare_page(
         [{"id": 2, "name": "ab\x00c", "tags": ["x\x00"], "k\x00": 1}], extract="x", primary_key=("id",), skip=0
     )
-    assert page.rows["2"][0] == '{"id":2,"k":1,"name":"abc","tags":["x"]}'
+    assert page.rows["2"][0] == b'{"id":2,"k":1,"name":"abc","tags":["x"]}'
     assert page.warnings == ["extract 'x': record '2': removed NUL characters from k, name, tags[0]"]
 
 
