@@ -416,9 +416,11 @@ class _Run:
             self._stop(RunStatus.FAILED, "failed", str(exc))
             raise
         except sqlalchemy.exc.SQLAlchemyError as exc:
+            cause = getattr(exc, "orig", None) or exc  # only DBAPI errors carry the driver's own
+            text = str(cause).strip().splitlines()
             message = self.redact(
                 f"extract {self.spec.name!r}: the warehouse refused the page at skip={self.committed.skip}: "
-                f"{type(exc.orig or exc).__name__}: {str(exc.orig or exc).strip().splitlines()[0][:300]}"
+                f"{type(cause).__name__}: {text[0][:300] if text else ''}"
             )
             self._stop(RunStatus.FAILED, "failed", message)
             raise WarehouseError(message, extract=self.spec.name) from exc

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from etl_assets.checkpoints import RunStatus
 from etl_assets.demo import DemoSource, Fault, ListCollection, ServerThread
-from etl_assets.errors import MalformedPageError, SettingsError, SourceHTTPError
+from etl_assets.errors import MalformedPageError, SettingsError, SourceHTTPError, WarehouseError
+from etl_assets.extract import ExtractHooks
 from etl_assets_tests.support import extract, items_spec, simple_records
 
 TOKEN = "tok-9f8e7d6c5b4a-secret"
@@ -181,3 +182,23 @@ def test_a_header_secret_with_a_trailing_newline_is_trimmed_and_an_inner_one_ref
         "which HTTP headers cannot carry"
     )
     assert "def-ghi" not in str(raised.value)
+
+
+def test_a_sqlalchemy_error_without_a_driver_cause_still_fails_the_run_cleanly(source, warehouse):
+    """Not every SQLAlchemy error wraps a driver error (no ``.orig``): the run must still end
+    ``failed`` with its checkpoint and a message, not with an AttributeError of its own."""
+
+    def before_commit(conn, skip, _checkpoint):
+        if skip == 20:
+            raise sa.exc.InvalidRequestError("the connection was closed under this page")
+
+    with pytest.raises(WarehouseError) as raised:
+        extract(items_spec(source.url, limit=10), warehouse, hooks=ExtractHooks(before_commit=before_commit))
+    assert str(raised.value) == (
+        "extract 'items': the warehouse refused the page at skip=20: "
+        "InvalidRequestError: the connection was closed under this page"
+    )
+    [run] = warehouse.runs("items")
+    assert (run.status, run.checkpoint.skip, run.records_loaded) == (RunStatus.FAILED, 20, 20)
+    assert run.error_message == str(raised.value)
+    assert ids(warehouse) == list(range(1, 21))
