@@ -74,6 +74,12 @@ class CheckpointStore:
         self.schema = schema
         self.table = runs_table(sa.MetaData(), schema)
         self._ready = False
+        column = self.table.c
+        self._touch = (
+            self.table.update()
+            .where(column.run_id == sa.bindparam("b_run_id"), column.dagster_run_id == sa.bindparam("b_owner"))
+            .values(records_loaded=sa.bindparam("b_records"), updated_at=sa.bindparam("b_now"))
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -266,8 +272,16 @@ class CheckpointStore:
         return self._update(conn, run_id, owner, values)
 
     def touch(self, conn: Connection, run_id: int, *, records_loaded: int, owner: str | None) -> bool:
-        """Record progress without a checkpoint (fenced like :meth:`save`)."""
-        return self._update(conn, run_id, owner, {"records_loaded": records_loaded, "updated_at": utcnow()})
+        """Record progress without a checkpoint (fenced like :meth:`save`).
+
+        Runs once per page, so the statement is built once: building an ``update()`` construct
+        for every page cost about as much as executing it."""
+        if owner is None:
+            return self._update(conn, run_id, owner, {"records_loaded": records_loaded, "updated_at": utcnow()})
+        result = conn.execute(
+            self._touch, {"b_run_id": run_id, "b_owner": owner, "b_records": records_loaded, "b_now": utcnow()}
+        )
+        return result.rowcount == 1
 
     def _owned_by(self, owner: str | None) -> Any:
         column = self.table.c.dagster_run_id
