@@ -67,7 +67,10 @@ def dumps_bytes(value: Any) -> bytes:
     """:func:`dumps` as UTF-8 bytes, for callers that hash and write bytes: no decoding and
     re-encoding of every record on the way to the database."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        # orjson's bytes keep the capacity of its write buffer (about 8 kB for a 750-byte
+        # record); a page of them held 8 MB instead of 0.8 MB. An exact copy is cheaper than
+        # the allocator churn those buffers cause.
+        return memoryview(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).tobytes()
     except TypeError:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return text.encode("utf-8")
