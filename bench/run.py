@@ -393,7 +393,7 @@ def main() -> None:
         cost = alternate(bench, "checkpoints", source, {
             "project, checkpoint every 60 s": {"loader": "project", "checkpoint_interval": 60},
             "project, checkpoint every page": {"loader": "project", "checkpoint_interval": 0},
-        }, args.repeats, n, 1000)
+        }, args.repeats + 2, n, 1000)  # a few percent is within run-to-run noise: more runs
         report += cost.values()
 
         print("SQLite", flush=True)
