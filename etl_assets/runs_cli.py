@@ -95,7 +95,7 @@ def _runs(args: argparse.Namespace, deployment: Deployment) -> int:
                 ["RUN", "EXTRACT", "STATUS", "RECORDS", "CHECKPOINT", "STARTED (UTC)", "UPDATED (UTC)", "ERROR"],
             )
             if rows
-            else "no runs yet"
+            else ("no runs match" if (args.extract or args.status) else "no runs yet")
         )
         return 0
     if args.verb == "show":
@@ -176,7 +176,7 @@ def _print_detail(detail: dict[str, Any]) -> None:
         f"records        {detail['records_loaded']}",
         f"started        {_when(detail['started_at'])} UTC",
         f"updated        {_when(detail['updated_at'])} UTC",
-        f"finished       {_when(detail['finished_at'])}",
+        f"finished       {_when(detail['finished_at'])}{' UTC' if detail['finished_at'] else ''}",
         f"dagster run    {detail['dagster_run_id'] or ''}",
         "checkpoint     " + (
             f"skip={checkpoint['skip']} page_index={checkpoint['page_index']} "

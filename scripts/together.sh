@@ -10,7 +10,9 @@ stop() {
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
   wait
 }
-trap stop INT TERM EXIT
+interrupted=0
+trap 'interrupted=1; stop' INT TERM
+trap stop EXIT
 set -m
 for command in "$@"; do
   bash -c "exec $command" &
@@ -19,4 +21,6 @@ done
 set +m
 wait -n
 status=$?
-echo "together.sh: a process exited (status $status); stopping the others" >&2
+if [ "$interrupted" = 0 ]; then
+  echo "together.sh: a process exited (status $status); stopping the others" >&2
+fi
