@@ -30,6 +30,7 @@ from etl_assets.checkpoints import RunStatus
 from etl_assets.deployment import Deployment
 from etl_assets.errors import LaunchError, RunConflictError, RunNotFoundError
 from etl_assets.operations import Launcher, Operations, run_detail, run_summary
+from etl_assets.settings import IDENTIFIER
 
 log = logging.getLogger("etl_assets.api")
 MAX_LIMIT = 1000
@@ -45,9 +46,12 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+MAX_RUN_ID = 2**31 - 1  # dw_etl_runs.run_id is a 32-bit integer on PostgreSQL
+
+
 def parse_run_id(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
-        raise BadRequest(f"run_id must be a positive integer, got {raw[:40]!r}", "invalid_run_id")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or not 1 <= int(raw) <= MAX_RUN_ID:
+        raise BadRequest(f"run_id must be an integer from 1 to {MAX_RUN_ID}, got {raw[:40]!r}", "invalid_run_id")
     return int(raw)
 
 
@@ -57,7 +61,7 @@ async def parse_retry_body(request: Request) -> bool:
         return False
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadRequest('the body must be JSON like {"dry_run": false}', "invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest('the body must be a JSON object like {"dry_run": false}', "invalid_body")
@@ -83,11 +87,13 @@ def create_app(operations: Operations, launcher: Launcher, *, token: str | None)
     async def list_runs(request: Request) -> Response:
         params = request.query_params
         extract = params.get("extract") or None
+        if extract is not None and not IDENTIFIER.match(extract):
+            raise BadRequest(f"extract must be an extract name, got {extract[:40]!r}", "invalid_query")
         status = params.get("status") or None
         if status is not None and status not in {s.value for s in RunStatus}:
             raise BadRequest(f"status must be running, success or failed, got {status[:40]!r}", "invalid_query")
         raw_limit = params.get("limit", "50")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
             raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}, got {raw_limit[:40]!r}", "invalid_query")
         rows = await run_in_threadpool(operations.list, extract=extract, status=status, limit=int(raw_limit))
         return JSONResponse({"runs": [run_summary(r) for r in rows]})

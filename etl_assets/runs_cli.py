@@ -15,6 +15,21 @@ from etl_assets.errors import LaunchError, RunConflictError, RunNotFoundError
 from etl_assets.operations import run_detail, run_summary
 
 EXIT_FAILED, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_LAUNCH = 1, 3, 4, 5
+MAX_RUN_ID = 2**31 - 1  # dw_etl_runs.run_id is a 32-bit integer on PostgreSQL
+
+
+def _bounded(low: int, high: int) -> Any:
+    """An argparse type for an integer in [low, high]: bad usage exits 2, never a traceback."""
+
+    def parse(raw: str) -> int:
+        if not raw.isascii() or not raw.lstrip("-").isdigit() or not low <= int(raw) <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high}, got {raw[:40]!r}")
+        return int(raw)
+
+    return parse
+
+
+RUN_ID = _bounded(1, MAX_RUN_ID)
 
 
 def add_runs_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,13 +37,13 @@ def add_runs_arguments(parser: argparse.ArgumentParser) -> None:
     listing = verbs.add_parser("list", help="the latest dw_etl_runs rows")
     listing.add_argument("--extract", help="only this extract")
     listing.add_argument("--status", choices=["running", "success", "failed"])
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--limit", type=_bounded(1, 1000), default=20)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show = verbs.add_parser("show", help="one row: status, checkpoint, attempts, relaunches")
-    show.add_argument("run_id", type=int)
+    show.add_argument("run_id", type=RUN_ID)
     show.add_argument("--json", action="store_true")
     retry = verbs.add_parser("retry", help="resume a run from its checkpoint")
-    retry.add_argument("run_id", type=int)
+    retry.add_argument("run_id", type=RUN_ID)
     retry.add_argument("--dry-run", action="store_true", help="say what would happen, launch nothing")
     retry.add_argument("--json", action="store_true")
 
@@ -36,7 +51,7 @@ def add_runs_arguments(parser: argparse.ArgumentParser) -> None:
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     verbs = parser.add_subparsers(dest="verb", required=True)
     show = verbs.add_parser("show", help="the checkpoint of one run")
-    show.add_argument("run_id", type=int)
+    show.add_argument("run_id", type=RUN_ID)
     show.add_argument("--json", action="store_true")
 
 

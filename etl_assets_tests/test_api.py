@@ -174,6 +174,21 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("warehouse", ["sqlite"], indirect=True)
+def test_out_of_range_ids_odd_queries_and_deep_bodies_are_400s(api):
+    deep = b'{"dry_run": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    answers = [
+        api.client.get("/runs/2147483648"),
+        api.client.post("/runs/2147483648/retry", json={"dry_run": True}),
+        api.client.get("/runs", params={"extract": "\x00"}),
+        api.client.get("/runs", params={"limit": "\u00b2"}),
+        api.client.post("/runs/1/retry", content=deep),
+    ]
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
+        (400, "invalid_run_id"), (400, "invalid_run_id"), (400, "invalid_query"), (400, "invalid_query"),
+        (400, "invalid_json"),
+    ]
+
+
 def test_malformed_and_unknown_requests_get_json_errors(api):
     answers = []
     for method, path, body, _ in MALFORMED:

@@ -99,6 +99,11 @@ def test_unknown_run_and_bad_usage(setup):
     assert cli(env, "runs", "show", "999")[0::2] == (3, "etl-assets: there is no dw_etl_runs run 999\n")
     assert cli(env, "runs", "retry", "999", "--dry-run")[0] == 3
     assert cli(env, "runs", "show", "abc")[0] == 2
+    code, _, err = cli(env, "runs", "show", "2147483648")
+    assert (code, err.strip().splitlines()[-1]) == (
+        2, "etl-assets runs show: error: argument run_id: must be an integer from 1 to 2147483647, got '2147483648'"
+    )
+    assert cli(env, "runs", "list", "--limit", "-5")[0] == 2
 
 
 def test_a_retry_that_fails_exits_1_with_the_reason(setup):
