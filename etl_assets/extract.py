@@ -514,7 +514,7 @@ class _Run:
         where = f"extract {self.spec.name!r}, skip={skip}, {page.url}"
         try:
             body = jsoncodec.loads(page.content)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError covers UnicodeDecodeError
             start = page.content[:80].decode("utf-8", "replace")
             kind = page.headers.get("content-type", "no content type")
             raise MalformedPageError(
@@ -546,7 +546,7 @@ class _Run:
             return None
         if raw is None:
             return None
-        if isinstance(raw, str) and raw.strip().isdigit():
+        if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
             raw = int(raw.strip())
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
             warnings.append(f"{where}: ignoring the source's total from {origin}: {raw!r} is not a count")

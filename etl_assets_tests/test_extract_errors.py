@@ -47,8 +47,14 @@ def ids(warehouse):
          "record 21 (position 1 in the page): records must be JSON objects, got int"),
         (Fault(path="/items", skip=20, action="malformed", body='{"total": 50, "items": [{"id": 21}, {"name": "x"}]}'),
          "record 21 (position 1 in the page): primary key id is missing"),
+        (Fault(path="/items", skip=20, action="malformed", body='{"total": 50, "items": [{"id": 21, "n": "\\ud800x"}]}'),
+         "record 20 (position 0 in the page), key '21': cannot encode: UnicodeEncodeError"),
+        (Fault(path="/items", skip=20, action="malformed",
+               body='{"total": 50, "items": [{"id": 21, "n": ' + "[" * 5000 + "]" * 5000 + "}]}"),
+         "the body is not valid JSON"),
     ],
-    ids=["html-200", "cut-off", "empty", "nan", "no-selector", "not-a-list", "not-an-object", "no-key"],
+    ids=["html-200", "cut-off", "empty", "nan", "no-selector", "not-a-list", "not-an-object", "no-key",
+         "lone-surrogate", "nested-5000-deep"],
 )
 def test_malformed_page_fails_naming_extract_skip_and_reason(source, warehouse, fault, reason):
     source.source.add_fault(fault)
@@ -202,3 +208,27 @@ def test_a_sqlalchemy_error_without_a_driver_cause_still_fails_the_run_cleanly(s
     assert (run.status, run.checkpoint.skip, run.records_loaded) == (RunStatus.FAILED, 20, 20)
     assert run.error_message == str(raised.value)
     assert ids(warehouse) == list(range(1, 21))
+
+
+def test_a_total_of_unicode_digits_is_ignored_with_a_warning(source, warehouse, caplog):
+    """'²' passes str.isdigit() but is no count: the total is ignored, as any other non-count."""
+    source.source.add_fault(Fault(path="/items", skip=0, action="malformed", times=1,
+                                  body='{"total": "\u00b2", "items": ' + json.dumps(simple_records(10)) + "}"))
+    with caplog.at_level(logging.WARNING):
+        result = extract(items_spec(source.url, limit=10), warehouse, log=logging.getLogger("odd-total"))
+    assert "ignoring the source's total from total_path 'total': '²' is not a count" in caplog.text
+    assert (result.records_fetched, ids(warehouse)) == (50, list(range(1, 51)))
+
+
+def test_a_header_value_http_cannot_carry_fails_before_anything_runs(source, warehouse):
+    spec = replace(items_spec(source.url, limit=10), headers={"Authorization": "Bearer ${ODD_TOKEN}"})
+    with pytest.raises(SettingsError) as raised:
+        extract(spec, warehouse, environ={"ODD_TOKEN": "t\u00f8ken-123"})
+    assert str(raised.value) == (
+        "extract 'items': client.headers.Authorization: the value of ODD_TOKEN holds a character HTTP headers "
+        "cannot carry (only printable ASCII is allowed)"
+    )
+    assert "ken-123" not in str(raised.value)
+    assert source.source.requests() == []
+    created = sa.inspect(warehouse.engine).has_table("dw_etl_runs", schema=warehouse.schema)
+    assert not created or warehouse.runs("items") == [], "no row was claimed, so none is left running"

@@ -97,6 +97,13 @@ class SourceClient:
                         f"{where}: client.headers.{name}: the value of {variables} contains a line break, "
                         "which HTTP headers cannot carry"
                     )
+            if not resolved.isascii() or any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in resolved):
+                source = f"the value of {', '.join(templates.references(value))}" if templates.references(value) \
+                    else "its value"
+                raise SettingsError(
+                    f"{where}: client.headers.{name}: {source} holds a character HTTP headers cannot carry "
+                    "(only printable ASCII is allowed)"
+                )
             self.headers[name] = resolved
         self.params: dict[str, Any] = {}
         for name, value in spec.params.items():
@@ -131,7 +138,11 @@ class SourceClient:
             logging.getLogger(name).addFilter(self._log_filter)
         self._portal_cm = anyio.from_thread.start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
-        self._client = self._portal.call(self._open)
+        try:
+            self._client = self._portal.call(self._open)
+        except BaseException:
+            self.close()  # stop the portal's thread, or the process cannot exit
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

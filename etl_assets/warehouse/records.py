@@ -90,8 +90,11 @@ def prepare_page(
             nul_fields.append("<primary key>")
         try:
             data = jsoncodec.dumps_bytes(record)
-        except (TypeError, ValueError) as exc:
-            raise MalformedPageError(f"{where}, key {key!r}: cannot encode: {exc}", extract=extract) from None
+        except (TypeError, ValueError, RecursionError) as exc:
+            # ValueError covers UnicodeEncodeError: a lone surrogate (\ud800) is not UTF-8
+            raise MalformedPageError(
+                f"{where}, key {key!r}: cannot encode: {type(exc).__name__}: {str(exc)[:200]}", extract=extract
+            ) from None
         if b"\\u0000" in data:
             record = _strip_nul(record, "", nul_fields)
             data = jsoncodec.dumps_bytes(record)
