@@ -18,6 +18,7 @@ CLI); it knows nothing of Dagster. The flow of a run:
 import hashlib
 import logging
 import os
+import threading
 import time
 import uuid
 from collections import deque
@@ -230,8 +231,8 @@ def run_extract(
         # Every attempt needs an identity of its own: writes are fenced on it, and a row
         # held by an id nobody knows is protected by its lease.
         options = replace(options, dagster_run_id=f"local-{uuid.uuid4()}")
+    lease = Settings.from_env(environ if environ is not None else None).run_lease_seconds
     if holder is None:
-        lease = Settings.from_env(environ if environ is not None else None).run_lease_seconds
         holder = lambda row: resume_holder(row, NO_RUNS, lease, utcnow())  # noqa: E731
     redactor = Redactor()
     deadline = Deadline(options.timeout_seconds)
@@ -244,8 +245,40 @@ def run_extract(
     loader.ensure_table()
     run = _Run(spec, store, loader, client, options, deadline, log, redactor, hooks or ExtractHooks())
     run.claim(parameters, holder)
-    with client:
+    with client, Heartbeat(store, run.record.run_id, options.dagster_run_id, lease / 3, log):
         return run.execute()
+
+
+class Heartbeat:
+    """Renews the run's lease on its ``dw_etl_runs`` row while the run lives.
+
+    Pages renew it too, but a live run can go a long time without one (a ``Retry-After``, a
+    slow source); without a heartbeat its lease would lapse and a second run would take the row
+    while the first still works. A dead run stops beating, so its row is free one lease later
+    whatever the Dagster instance still says of it (a SIGKILLed worker's run can stay STARTED)."""
+
+    def __init__(self, store: CheckpointStore, run_id: int, owner: str | None, interval: float, log: Any) -> None:
+        self.store, self.run_id, self.owner, self.log = store, run_id, owner, log
+        self.interval = max(0.2, interval)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"etl-heartbeat-{run_id}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(10)
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                with self.store.transaction() as conn:
+                    if not self.store.heartbeat(conn, self.run_id, self.owner):
+                        return  # the row ended or another run took it: nothing left to renew
+            except Exception as exc:  # a database hiccup: the next page or beat tries again
+                self.log.warning(f"dw_etl_runs run {self.run_id}: could not renew its lease ({type(exc).__name__})")
 
 
 class _Run:

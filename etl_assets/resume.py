@@ -92,10 +92,9 @@ def holder(row: RunRecord, lookup: RunLookup, lease_seconds: float, now: datetim
     """Why ``row`` is still held by a live run, or ``None`` when nobody holds it.
 
     A run that recorded its own end in the row (a timeout) holds nothing. A run the instance
-    knows is judged by its Dagster status. A run it does not know and that did not record an
-    end (an ephemeral instance's run that died, a deleted run) holds the row until
-    ``lease_seconds`` after the row's last write; every page writes it, so a live run keeps
-    its lease and a dead one loses it.
+    knows holds it while its Dagster status is in progress, and any run holds it only until
+    ``lease_seconds`` after the row's last write: every page and a heartbeat write it, so a live
+    run keeps its lease and a dead one loses it, even one whose Dagster run still says STARTED.
     """
     owner = row.dagster_run_id
     if row.status is not RunStatus.RUNNING or not owner:
@@ -104,9 +103,11 @@ def holder(row: RunRecord, lookup: RunLookup, lease_seconds: float, now: datetim
     if attempts and attempts[-1].get("ended_at"):
         return None  # the run itself recorded that it stopped (a timeout)
     info = lookup.by_id(owner)
-    if info is not None:
-        return f"Dagster run {owner} ({info.status})" if info.active else None
     age = (now - row.updated_at).total_seconds()
+    if info is not None:
+        # A live run renews its lease (pages and a heartbeat); a worker killed outright can
+        # leave its Dagster run STARTED for as long as nothing monitors it, so the lease wins.
+        return f"Dagster run {owner} ({info.status})" if info.active and age < lease_seconds else None
     if age < lease_seconds:
         return (
             f"run {owner}, unknown to this Dagster instance, wrote it {age:.0f} s ago "

@@ -1,6 +1,8 @@
 """One extractor per dw_etl_runs row: claims, fenced writes and explicit resumes."""
 
 import threading
+import time
+from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
@@ -165,3 +167,28 @@ def test_first_runs_of_different_extracts_on_a_fresh_warehouse_both_create_their
     for t in threads:
         t.join(60)
     assert results == {"items": 30, "others": 5}
+
+
+def test_a_live_run_waiting_past_its_lease_keeps_the_row(source, warehouse):
+    """The first run sleeps 3 s on a Retry-After with a 1 s lease: its heartbeat keeps the
+    row, so a second run started meanwhile stops at once instead of taking it over."""
+    source.source.add_fault(Fault(path="/items", skip=10, status=429, retry_after="3", times=1))
+    spec = replace(items_spec(source.url), max_in_flight=1)
+    environ = {"ETL_RUN_LEASE_SECONDS": "1"}
+    results = {}
+
+    def first():
+        results["first"] = run_extract(
+            spec, warehouse.store, ExtractOptions(timeout_seconds=30, checkpoint_interval_seconds=0), environ=environ
+        )
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    time.sleep(2.0)  # the first run is asleep on its Retry-After, past its 1 s lease
+    with pytest.raises(ExtractAlreadyRunningError, match="this run made no request and wrote nothing"):
+        run_extract(spec, warehouse.store, ExtractOptions(timeout_seconds=30), environ=environ)
+    thread.join(30)
+    assert results["first"].records_fetched == 30
+    assert sorted(r.skip for r in source.source.requests("/items")) == [0, 10, 10, 20]
+    [row] = warehouse.runs("items")
+    assert (row.status, row.records_loaded) == (RunStatus.SUCCESS, 30)

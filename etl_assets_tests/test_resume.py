@@ -44,9 +44,12 @@ def test_a_run_unknown_to_the_instance_holds_the_row_for_its_lease_only():
     assert (decision.action, decision.resume_key, decision.attempt) == (Action.LAUNCH, "resume-7-1", 1)
 
 
-def test_a_known_run_is_judged_by_its_dagster_status_not_the_lease():
+def test_a_known_run_holds_while_in_progress_and_its_lease_is_fresh():
     live = Runs(by_id={"gone": DagsterRunInfo("gone", "STARTED", True)})
-    assert holder(row(), live, 600, NOW) == "Dagster run gone (STARTED)"
+    assert holder(row(written=NOW - timedelta(seconds=30)), live, 600, NOW) == "Dagster run gone (STARTED)"
+    # A SIGKILLed worker's run can stay STARTED with nothing to notice: once it has stopped
+    # renewing its lease (pages and heartbeat), the row is free again.
+    assert holder(row(written=NOW - timedelta(seconds=601)), live, 600, NOW) is None
     ended = Runs(by_id={"gone": DagsterRunInfo("gone", "FAILURE", False)})
     assert holder(row(written=NOW), ended, 600, NOW) is None
     assert holder(row(status=RunStatus.FAILED, written=NOW), Runs(), 600, NOW) is None

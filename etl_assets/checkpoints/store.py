@@ -283,6 +283,15 @@ class CheckpointStore:
         )
         return result.rowcount == 1
 
+    def heartbeat(self, conn: Connection, run_id: int, owner: str | None) -> bool:
+        """Renew a running row's lease (its ``updated_at``) while ``owner`` still holds it."""
+        query = (
+            self.table.update()
+            .where(self.table.c.run_id == run_id, self._owned_by(owner), self.table.c.status == RunStatus.RUNNING.value)
+            .values(updated_at=utcnow())
+        )
+        return conn.execute(query).rowcount == 1
+
     def _owned_by(self, owner: str | None) -> Any:
         column = self.table.c.dagster_run_id
         return column.is_(None) if owner is None else column == owner
