@@ -164,8 +164,28 @@ class SourceClient:
             for name in HTTP_LOGGERS:
                 logging.getLogger(name).removeFilter(self._log_filter)
 
+    async def _refuse_foreign_redirect(self, request: httpx.Request) -> None:
+        """Secrets from the environment go to the configured host only: httpx drops just the
+        ``Authorization`` header on a redirect to another host, not an ``X-Api-Key`` or a
+        query parameter."""
+        url = request.url
+        if (url.scheme, url.host, url.port) != self._origin:
+            shown = self.redact(strip_userinfo(str(url.copy_with(query=None))))
+            raise SourceHTTPError(
+                f"extract {self.spec.name!r}: the source redirected to {shown}, another host than "
+                f"client.base_url; its credentials are not sent there",
+                extract=self.spec.name,
+                status_code=None,
+            )
+
     async def _open(self) -> httpx.AsyncClient:
+        base = httpx.URL(self.base_url)
+        self._origin = (base.scheme, base.host, base.port)
+        secret_bearing = any(
+            isinstance(v, str) and templates.references(v) for v in [*self.spec.headers.values(), *self.spec.params.values()]
+        )
         return httpx.AsyncClient(
+            event_hooks={"request": [self._refuse_foreign_redirect]} if secret_bearing else {},
             base_url=self.base_url,
             headers=self.headers,
             timeout=httpx.Timeout(self.spec.request_timeout_seconds),

@@ -6,8 +6,10 @@ import time
 from dataclasses import replace
 
 import orjson
+import pytest
 
 from etl_assets.checkpoints import RunStatus
+from etl_assets.errors import SourceHTTPError
 from etl_assets_tests.support import AppServer, extract, items_spec, simple_records
 
 
@@ -85,3 +87,31 @@ def test_sequential_when_max_in_flight_is_one(warehouse):
         extract(spec, warehouse)
     assert [skip for _, skip, _ in source.log] == [0, 10, 20, 30, 40]
     assert ids(warehouse) == list(range(1, 51))
+
+
+def test_credentials_never_follow_a_redirect_to_another_host(warehouse):
+    """httpx drops only Authorization on a cross-host redirect; an X-Api-Key would go along.
+    With secrets configured, a redirect to another host fails the run and sends nothing there."""
+    elsewhere = RecordingSource(simple_records(10))
+    seen_headers: list[dict] = []
+
+    async def redirector(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        location = f"{other.url.replace('127.0.0.1', 'localhost')}/items?{scope['query_string'].decode()}"
+        await send({"type": "http.response.start", "status": 302, "headers": [(b"location", location.encode())]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def recording(scope, receive, send):
+        seen_headers.append(dict(scope["headers"]))
+        await elsewhere(scope, receive, send)
+
+    with AppServer(recording) as other, AppServer(redirector) as server:
+        spec = replace(items_spec(server.url, limit=10), headers={"X-Api-Key": "${REDIRECT_KEY}"})
+        with pytest.raises(SourceHTTPError) as raised:
+            extract(spec, warehouse, environ={"REDIRECT_KEY": "k3y-never-elsewhere"})
+    assert "the source redirected to http://localhost:" in str(raised.value)
+    assert "another host than client.base_url; its credentials are not sent there" in str(raised.value)
+    assert seen_headers == []
+    [row] = warehouse.runs("items")
+    assert row.status is RunStatus.FAILED and "k3y" not in (row.error_message or "")
