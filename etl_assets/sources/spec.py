@@ -115,9 +115,19 @@ class _Reader:
     def string(self, value: Any, key: str, *, template: bool = False) -> str:
         if not isinstance(value, str) or not value:
             raise self.fail(key, f"must be a non-empty string, got {value!r}")
+        self.printable(value, key)
         if template and (why := templates.check_template(value)):
             raise self.fail(key, why)
         return value
+
+    def printable(self, value: str, key: str) -> None:
+        """No control characters: a NUL reaches PostgreSQL as an error mid-run, a line break
+        splits an HTTP header; better refused here, naming the key."""
+        bad = next((i for i, c in enumerate(value) if ord(c) < 32 or ord(c) == 127), None)
+        if bad is not None and value[bad] in "\r\n":
+            raise self.fail(key, "must not contain a line break")
+        if bad is not None:
+            raise self.fail(key, f"must not contain control characters (found {value[bad]!r} at position {bad})")
 
     def integer(self, value: Any, key: str, *, low: int, high: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -194,6 +204,7 @@ def _scalar_params(reader: _Reader, raw: Any, key: str) -> dict[str, Any]:
     for name, value in raw.items():
         reader.param_name(name, f"{key}.{name}")
         if isinstance(value, str):
+            reader.printable(value, f"{key}.{name}")
             if why := templates.check_template(value):
                 raise reader.fail(f"{key}.{name}", why)
         elif value is not None and not isinstance(value, bool | int | float):

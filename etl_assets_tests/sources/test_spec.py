@@ -79,6 +79,10 @@ def test_resource_paginator_overrides_client_paginator():
         ({"endpoint": {"path": "/p", "paginator": {"limit": "ten"}}}, "key 'endpoint.paginator.limit'"),
         ({"endpoint": {"path": "/p", "pagesize": 3}}, "key 'endpoint.pagesize': is not a known key"),
         ({"primary_kye": "id"}, "resource 'patients': key 'primary_kye': is not a known key"),
+        ({"endpoint": {"path": "/p\x00"}},
+         "resource 'patients': key 'endpoint.path': must not contain control characters (found '\\x00' at position 2)"),
+        ({"endpoint": {"path": "/p", "params": {"q": "a\x00b"}}},
+         "key 'endpoint.params.q': must not contain control characters (found '\\x00' at position 1)"),
     ],
 )
 def test_bad_resource_names_file_resource_and_key(change, message):
