@@ -27,7 +27,7 @@ import httpx
 from etl_assets.errors import SettingsError, SourceHTTPError, SourceUnavailableError
 from etl_assets.sources import templates
 from etl_assets.sources.deadline import Deadline, DeadlineExceeded
-from etl_assets.sources.secrets import RedactingFilter, Redactor, strip_userinfo
+from etl_assets.sources.secrets import RedactingFilter, Redactor, strip_userinfo, userinfo_secrets
 from etl_assets.sources.spec import ExtractSpec
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -83,6 +83,8 @@ class SourceClient:
         self.log = log
         where = f"extract {spec.name!r}"
         self.base_url = templates.resolve(spec.base_url, environ, where=f"{where}: client.base_url")
+        for secret in userinfo_secrets(self.base_url):
+            redactor.add(secret)
         self.headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         for name, value in spec.headers.items():
             self._register_secrets(value, environ)

@@ -6,7 +6,8 @@ also lose their user-info part.
 """
 
 import logging
-from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
+import re
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -44,6 +45,20 @@ def strip_userinfo(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit((parts.scheme, f"{MASK}@{host}", parts.path, parts.query, parts.fragment))
+
+
+def userinfo_secrets(url: str) -> list[str]:
+    """The ``user:password`` of a URL and its password, as written and decoded.
+
+    They are secrets wherever the URL came from: httpx logs every request URL with its
+    user-info, and a server may echo the password back. Parsed by hand, not with
+    ``urlsplit``, so a URL too broken for it still has its password found."""
+    authority = re.split(r"[/?#]", url.split("://", 1)[-1], maxsplit=1)[0]
+    if "@" not in authority:
+        return []
+    userinfo = authority.rsplit("@", 1)[0]
+    password = userinfo.partition(":")[2]
+    return [form for form in (userinfo, unquote(userinfo), password, unquote(password)) if form]
 
 
 class RedactingFilter(logging.Filter):
