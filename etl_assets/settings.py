@@ -24,7 +24,12 @@ DEFAULT_RESUME_SENSOR_INTERVAL_SECONDS = 30.0
 DEFAULT_RUN_LEASE_SECONDS = 120.0
 DEFAULT_SCHEDULE_CRON = "0 2 * * *"
 DEFAULT_SCHEDULE_TIMEZONE = "UTC"
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
+"""A plain lower-case SQL identifier, for ``match``. It ends in ``\\Z``: ``$`` would also accept
+a trailing line break, and ``"patients\\n"`` would become a table name."""
+RESERVED_SCHEMA_PREFIXES = ("pg_", "information_schema")
+"""PostgreSQL keeps these for itself: ``pg_temp`` would silently put the tables in a schema
+that vanishes with the session, ``pg_catalog`` among the system tables."""
 
 ENVIRONMENT_VARIABLES: dict[str, str] = {
     "ETL_DATABASE_URL": f"SQLAlchemy URL of the warehouse (default {DEFAULT_DATABASE_URL})",
@@ -71,7 +76,7 @@ class Settings:
         env = os.environ if environ is None else environ
         schema = env.get("ETL_WAREHOUSE_SCHEMA") or None
         if schema is not None:
-            validate_identifier(schema, what="ETL_WAREHOUSE_SCHEMA")
+            validate_schema(schema, what="ETL_WAREHOUSE_SCHEMA")
         return cls(
             database_url=env.get("ETL_DATABASE_URL") or DEFAULT_DATABASE_URL,
             warehouse_schema=schema,
@@ -160,5 +165,16 @@ def validate_identifier(name: str, *, what: str) -> str:
         raise SettingsError(
             f"{what} must be a lower-case identifier (letters, digits, underscore, "
             f"at most 63 characters, not starting with a digit), got {name!r}"
+        )
+    return name
+
+
+def validate_schema(name: str, *, what: str) -> str:
+    """A warehouse schema: a plain identifier that is not one of PostgreSQL's own."""
+    validate_identifier(name, what=what)
+    if name.startswith(RESERVED_SCHEMA_PREFIXES):
+        raise SettingsError(
+            f"{what} must not be a PostgreSQL system schema (names starting with pg_ or "
+            f"information_schema are reserved), got {name!r}"
         )
     return name

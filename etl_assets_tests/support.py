@@ -159,3 +159,30 @@ class AppServer:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    """One request as it reached the server: what a test needs to prove a secret was sent."""
+
+    path: str
+    query: str
+    headers: dict[str, str]
+
+
+class RequestCapture:
+    """ASGI middleware that keeps every HTTP request's path, raw query string and headers.
+
+    The demo source's own request log keeps only ``skip`` and ``limit``; a test that checks a
+    secret never leaks must also show the secret did reach the source, or it could pass with
+    a run that never sent it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[SeenRequest] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            self.seen.append(SeenRequest(scope["path"], scope["query_string"].decode("latin-1"), headers))
+        await self.app(scope, receive, send)

@@ -7,7 +7,7 @@ from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
 from etl_assets.checkpoints import CheckpointStore
-from etl_assets.settings import Settings, validate_identifier
+from etl_assets.settings import Settings, validate_schema
 from etl_assets.warehouse.engine import create_warehouse_engine
 
 
@@ -29,7 +29,7 @@ class CheckpointStoreResource(dg.ConfigurableResource):
         settings = Settings.from_env()
         schema = self.warehouse_schema or settings.warehouse_schema
         if schema:
-            validate_identifier(schema, what="warehouse_schema")
+            validate_schema(schema, what="warehouse_schema")
         self._engine = create_warehouse_engine(self.database_url or settings.database_url)
         self._store = CheckpointStore(self._engine, schema)
 

@@ -20,10 +20,13 @@ Every mistake is reported at load time as a :class:`SpecError` naming the file, 
 resource and the key, so a broken file never gets as far as a run.
 """
 
+import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -39,6 +42,14 @@ DEFAULT_MAX_IN_FLIGHT = 4
 20 ms of latency and pages of 100, one request at a time reads about 4,500 records/s and four
 about 16,000; more adds little on two cores and only loads the source harder."""
 MAX_IN_FLIGHT = 32
+PATH_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@%/")
+"""What RFC 3986 allows in a path (``%`` only as an escape): no space, double quote, backslash
+or non-ASCII look-alike (a server that normalises Unicode reads ``\u2025`` as ``..``)."""
+ENCODED_SEPARATOR = re.compile(r"%(2e|2f|5c|[01][0-9a-f]|7f)", re.IGNORECASE)
+"""Percent-encoded ``.``, ``/``, ``\\`` and control characters: servers that decode before
+routing turn ``%2e%2e`` into ``..``."""
+BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
+USERINFO = re.compile(r"(?<=//)[^/?#]*@")
 
 
 @dataclass(frozen=True)
@@ -146,6 +157,53 @@ class _Reader:
         return text
 
 
+def _path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be appended to ``client.base_url``, or None when it can.
+
+    The host of every request is ``client.base_url``'s, where the credentials go: a path must
+    neither name another host (``//host``, ``http://``) nor climb out of the API's folder
+    (``..``, also percent-encoded or with backslashes), nor smuggle query parameters past
+    ``endpoint.params``.
+    """
+    if not path.startswith("/"):
+        return "the host comes from client.base_url"
+    if "//" in path:
+        return "no '//': the host comes from client.base_url"
+    if "?" in path or "#" in path:
+        return "no '?' or '#': query parameters go in endpoint.params"
+    if "\\" in path:
+        return "no backslash: some servers read it as '/'"
+    bad = next((c for c in path if c not in PATH_CHARACTERS), None)
+    if bad is not None:
+        return f"{bad!r} is not allowed in a URL path; percent-encode it"
+    if ".." in path or "." in path.split("/"):
+        return "no '..' and no '.' segment"
+    if found := ENCODED_SEPARATOR.search(path):
+        return f"no percent-encoded '.', '/', backslash or control character, found {found.group(0)}"
+    if BAD_ESCAPE.search(path):
+        return "a '%' must start a percent-escape of two hex digits"
+    return None
+
+
+def _base_url_problem(url: str) -> str | None:
+    """Why a literal ``client.base_url`` cannot be used, or None (``${VAR}`` parts are checked
+    when a run resolves them)."""
+    if "${" in url:
+        return None if url.startswith(("http://", "https://", "${")) else "must start with http:// or https://"
+    if not url.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    if not parts.hostname or any(c.isspace() for c in url):
+        return "must be a URL with a host and no spaces"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "must not have a query string or fragment: query parameters go in endpoint.params"
+    return None
+
+
 def _paginator(reader: _Reader, raw: Any, key: str, base: PaginatorSpec | None) -> PaginatorSpec:
     allowed = {"type", "limit", "offset_param", "limit_param", "total_path", "total_header"}
     data = reader.mapping(raw, key, allowed)
@@ -240,8 +298,9 @@ def parse_extracts(document: Any, *, source_file: str = "<inline>") -> list[Extr
         {"base_url", "headers", "paginator", "retries", "request_timeout_seconds", "max_in_flight"},
     )
     base_url = top.string(client.get("base_url"), "client.base_url", template=True)
-    if not base_url.startswith(("http://", "https://", "${")):
-        raise top.fail("client.base_url", f"must start with http:// or https://, got {base_url!r}")
+    if why := _base_url_problem(base_url):
+        shown = USERINFO.sub("***@", base_url)  # a password written into the file stays out of the error
+        raise top.fail("client.base_url", f"{why}, got {shown!r}")
     headers = _headers(top, client.get("headers"))
     paginator = _paginator(top, client.get("paginator"), "client.paginator", None)
     retries = _retries(top, client.get("retries"))
@@ -275,13 +334,18 @@ def parse_extracts(document: Any, *, source_file: str = "<inline>") -> list[Extr
         keys = [primary_key] if isinstance(primary_key, str) else primary_key
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
             raise reader.fail("primary_key", f"must be a field name or a list of them, got {primary_key!r}")
+        for k in keys:
+            reader.printable(k, "primary_key")
+        description = res.get("description")
+        if description is not None and not isinstance(description, str):
+            raise reader.fail("description", f"must be a string, got {type(description).__name__}")
         endpoint_raw = res.get("endpoint")
         if isinstance(endpoint_raw, str):
             endpoint_raw = {"path": endpoint_raw}
         endpoint = reader.mapping(endpoint_raw, "endpoint", {"path", "params", "data_selector", "paginator"})
         path = reader.string(endpoint.get("path"), "endpoint.path")
-        if not path.startswith("/") or ".." in path or "://" in path or any(c in path for c in "?#\\ "):
-            raise reader.fail("endpoint.path", f"must be a plain path starting with '/', got {path!r}")
+        if why := _path_problem(path):
+            raise reader.fail("endpoint.path", f"must be a plain path starting with '/' ({why}), got {path!r}")
         selector = endpoint.get("data_selector")
         if selector is not None:
             reader.string(selector, "endpoint.data_selector")
@@ -308,7 +372,7 @@ def parse_extracts(document: Any, *, source_file: str = "<inline>") -> list[Extr
                 data_selector=selector,
                 request_timeout_seconds=request_timeout,
                 max_in_flight=max_in_flight,
-                description=res.get("description"),
+                description=description,
                 source_file=source_file,
             )
         )
