@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection
@@ -375,7 +375,7 @@ class _Run:
                 context = dict(resume.run_context)
                 context["attempts"] = (list(context.get("attempts") or []) + [self.attempt])[-MAX_ATTEMPTS_KEPT:]
                 self.attempt["resumed_from_skip"] = checkpoint.skip
-                if not self.store.claim(conn, resume, me, context):
+                if not self.store.claim(conn, resume, me, context, checkpoint.total_records):
                     raise ExtractAlreadyRunningError(
                         f"extract {name!r} is already running: another run claimed dw_etl_runs run "
                         f"{resume.run_id} first; this run did nothing",
@@ -449,21 +449,27 @@ class _Run:
             self._stop(RunStatus.FAILED, "failed", str(exc))
             raise
         except sqlalchemy.exc.SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc  # only DBAPI errors carry the driver's own
-            text = str(cause).strip().splitlines()
-            message = self.redact(
-                f"extract {self.spec.name!r}: the warehouse refused the page at skip={self.committed.skip}: "
-                f"{type(cause).__name__}: {text[0][:300] if text else ''}"
-            )
-            self._stop(RunStatus.FAILED, "failed", message)
-            raise WarehouseError(message, extract=self.spec.name) from exc
+            self._warehouse_failed(exc, f"the warehouse refused the page at skip={self.committed.skip}")
         except BaseException as exc:
             message = self.redact(f"extract {self.spec.name!r} stopped at skip={self.committed.skip}: "
                                   f"{type(exc).__name__}: {exc}")
             self._stop(RunStatus.FAILED, "failed", message)
             raise
-        self._finish()
+        try:
+            self._finish()
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            self._warehouse_failed(exc, "could not record the run's success")
         return self.result
+
+    def _warehouse_failed(self, exc: sqlalchemy.exc.SQLAlchemyError, what: str) -> NoReturn:
+        """Save what can be saved and raise the warehouse's error as a :class:`WarehouseError`."""
+        cause = getattr(exc, "orig", None) or exc  # only DBAPI errors carry the driver's own
+        text = str(cause).strip().splitlines()
+        message = self.redact(
+            f"extract {self.spec.name!r}: {what}: {type(cause).__name__}: {text[0][:300] if text else ''}"
+        )
+        self._stop(RunStatus.FAILED, "failed", message)
+        raise WarehouseError(message, extract=self.spec.name) from exc
 
     def _loop(self) -> None:
         assert self.record is not None and self.result is not None
@@ -669,6 +675,9 @@ class _Run:
         self.attempt.update(outcome=outcome, ended_at=utcnow().isoformat(), error=error)
         try:
             with self.store.transaction() as conn:
+                stored = self._commits_lost(conn)
+                if stored is not None:
+                    error = self._fall_back_to(stored, error)
                 if not self.store.save(
                     conn,
                     self.record.run_id,
@@ -701,31 +710,82 @@ class _Run:
         result = self.result
         result.seconds = time.monotonic() - self.started
         result.requests = self.client.requests_made
-        self._update_attempt()
-        self.attempt.update(outcome="success", ended_at=utcnow().isoformat())
-        self.context.pop("checkpoint", None)
-        self.context["source_total"] = result.source_total
         with self.store.transaction() as conn:
-            if not self.store.save(
-                conn,
-                self.record.run_id,
-                run_context=self.context,
-                records_loaded=self.committed_records,
-                status=RunStatus.SUCCESS,
-                finished=True,
-                owner=self.options.dagster_run_id,
-            ):
-                raise ExtractAlreadyRunningError(
-                    f"extract {self.spec.name!r}: another run took over dw_etl_runs run {self.record.run_id} "
-                    "before this one could mark it successful",
-                    extract=self.spec.name,
-                )
+            # Checked in the transaction that writes success: its synchronous commit makes
+            # every earlier page commit durable, or a crash before it loses this write too.
+            stored = self._commits_lost(conn)
+            if stored is None:
+                self._save_success(conn)
+        if stored is not None:
+            message = self._lost_message(stored)
+            self._stop(RunStatus.FAILED, "failed", None)
+            raise WarehouseError(message, extract=self.spec.name)
         self.log.info(
             f"extract {self.spec.name!r}: success, dw_etl_runs run {self.record.run_id}: "
             f"{result.records_fetched} records fetched in {result.pages} pages "
             f"({result.inserted} inserted, {result.updated} updated, {result.unchanged} unchanged), "
             f"{result.records_loaded} in the whole run, {result.seconds:.1f} s"
         )
+
+    def _save_success(self, conn: Connection) -> None:
+        assert self.record is not None and self.result is not None
+        self._update_attempt()
+        self.attempt.update(outcome="success", ended_at=utcnow().isoformat())
+        self.context.pop("checkpoint", None)
+        self.context["source_total"] = self.result.source_total
+        if not self.store.save(
+            conn,
+            self.record.run_id,
+            run_context=self.context,
+            records_loaded=self.committed_records,
+            status=RunStatus.SUCCESS,
+            finished=True,
+            owner=self.options.dagster_run_id,
+        ):
+            raise ExtractAlreadyRunningError(
+                f"extract {self.spec.name!r}: another run took over dw_etl_runs run {self.record.run_id} "
+                "before this one could mark it successful",
+                extract=self.spec.name,
+            )
+
+    def _commits_lost(self, conn: Connection) -> RunRecord | None:
+        """The row as the warehouse holds it, when it holds less than this run committed.
+
+        Page transactions commit with ``synchronous_commit`` off, so a PostgreSQL crash can
+        roll back the last fraction of a second of them after the run saw them commit. The
+        row's ``records_loaded`` moves in the same transaction as every page, so a count behind
+        the run's own means pages were lost, and the run's in-memory checkpoint must not be
+        written over the stored one: it would point past stored data.
+        """
+        assert self.record is not None
+        row = self.store.get(self.record.run_id, conn)
+        if row is None or row.dagster_run_id != self.options.dagster_run_id:
+            return None  # taken over: the fenced save says so
+        return row if row.records_loaded != self.committed_records else None
+
+    def _lost_message(self, stored: RunRecord) -> str:
+        checkpoint = stored.checkpoint
+        where = f"skip={checkpoint.skip}" if checkpoint else "the beginning (no checkpoint was stored)"
+        return (
+            f"extract {self.spec.name!r}: the warehouse holds {stored.records_loaded} of the "
+            f"{self.committed_records} records this run committed (up to skip={self.committed.skip}); "
+            "the last page commits were rolled back, as a PostgreSQL crash does to commits made with "
+            f"synchronous_commit off; the run resumes from {where}"
+        )
+
+    def _fall_back_to(self, stored: RunRecord, error: str | None) -> str:
+        """Adopt the stored checkpoint and count; return the row's error message."""
+        message = self._lost_message(stored)
+        self.log.warning(message)
+        checkpoint = stored.checkpoint
+        if checkpoint is None:
+            self.context.pop("checkpoint", None)
+            self.committed = OffsetState()
+        else:
+            self.context["checkpoint"] = checkpoint.to_json()
+            self.committed = OffsetState(skip=checkpoint.skip, page_index=checkpoint.page_index)
+        self.committed_records = stored.records_loaded
+        return message if error is None else f"{error}; {message}"
 
     def _timeout_message(self, reason: str) -> str:
         assert self.record is not None

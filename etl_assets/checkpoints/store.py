@@ -217,11 +217,20 @@ class CheckpointStore:
         assert record is not None
         return record
 
-    def claim(self, conn: Connection, record: RunRecord, dagster_run_id: str | None, run_context: dict[str, Any]) -> bool:
+    def claim(
+        self,
+        conn: Connection,
+        record: RunRecord,
+        dagster_run_id: str | None,
+        run_context: dict[str, Any],
+        records_loaded: int,
+    ) -> bool:
         """Take over ``record`` for this Dagster run; False when another run took it first.
 
         A compare-and-set on ``dagster_run_id``: of two runs that read the same row, only
-        the first to write wins.
+        the first to write wins. ``records_loaded`` goes back to the checkpoint's count: pages
+        written after the last checkpoint are fetched again, and the count must match the
+        checkpoint for the run's end to tell whether its own page commits all survived.
         """
         result = conn.execute(
             self.table.update()
@@ -237,6 +246,7 @@ class CheckpointStore:
                 finished_at=None,
                 error_message=None,
                 run_context=run_context,
+                records_loaded=records_loaded,
             )
         )
         return result.rowcount == 1
