@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv node demo test test-fast ui dev dagster-home clean bench
+.PHONY: venv node demo test test-fast ui dev dagster-home clean bench torture
 
 venv: $(STAMP)
 
@@ -56,3 +56,8 @@ clean:
 # PostgreSQL of `make test` (ETL_BENCH_DATABASE_URL overrides). BENCH_ARGS=--quick for a smoke run.
 bench: venv
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Fault injection over whole runs (SIGKILL, timeouts, 429/5xx, hangs, drops, killed and restarted
+# PostgreSQL) on a throwaway cluster; see README.md. TORTURE_ARGS="--seeds 100" for more.
+torture: venv
+	$(BIN)/python -m etl_assets_tests.torture $(TORTURE_ARGS)
