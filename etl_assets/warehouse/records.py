@@ -5,6 +5,12 @@ characters are removed (PostgreSQL cannot store them in text or jsonb, and SQLit
 store the same thing so both backends agree), the record is encoded once, to UTF-8 bytes
 that go to the database as they are, and the hash is taken of exactly those bytes, so an
 identical re-read is ``unchanged``.
+
+Records PostgreSQL would refuse are refused here, on SQLite too, so both backends store the
+same things and the error names the record instead of the whole page: a key longer than
+:data:`MAX_KEY_BYTES` (a btree index entry holds about 2,700 bytes) and a record longer than
+:data:`MAX_RECORD_BYTES` as JSON (jsonb holds 256 MiB, and a record of small numbers takes
+up to six times its text there).
 """
 
 import hashlib
@@ -13,6 +19,12 @@ from typing import Any
 
 from etl_assets import jsoncodec
 from etl_assets.errors import MalformedPageError
+
+MAX_KEY_BYTES = 2048
+"""Longest record key stored, in UTF-8 bytes (a composite key counts as its JSON array)."""
+
+MAX_RECORD_BYTES = 32 * 1024 * 1024
+"""Longest record stored, in bytes of canonical JSON."""
 
 
 @dataclass
@@ -45,12 +57,28 @@ def _strip_nul(value: Any, path: str, found: list[str]) -> Any:
     return value
 
 
+def _key_problem(value: Any) -> str | None:
+    """Why a primary key field's value cannot identify a record, or None when it can."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'}), not a string or number"
+    if isinstance(value, dict):
+        return "an object, not a string or number"
+    if isinstance(value, list):
+        return "an array, not a string or number"
+    return None
+
+
 def record_key(record: dict[str, Any], primary_key: tuple[str, ...]) -> str | None:
     """The text key of a record, or None when a key field is missing or unusable."""
     parts: list[str] = []
     for name in primary_key:
         value = record.get(name)
-        if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+        if type(value) is str or type(value) is int:  # nearly every key: no further checks
+            parts.append(str(value))
+            continue
+        if _key_problem(value) is not None:
             return None
         if isinstance(value, float) and not value.is_integer():
             parts.append(repr(value))
@@ -61,6 +89,26 @@ def record_key(record: dict[str, Any], primary_key: tuple[str, ...]) -> str | No
     if len(parts) == 1:
         return parts[0]
     return jsoncodec.dumps(parts)
+
+
+def _missing_key_reason(record: dict[str, Any], primary_key: tuple[str, ...]) -> str:
+    """The first primary key field that is missing or unusable, and why."""
+    for name in primary_key:
+        if name not in record:
+            return f"primary key {name} is missing"
+        problem = _key_problem(record[name])
+        if problem is not None:
+            return f"primary key {name} is {problem}"
+    raise AssertionError("record_key refused a usable key")
+
+
+def _excerpt(value: Any) -> str:
+    """The start of ``value`` as JSON for an error message, even when it cannot be encoded
+    (a lone surrogate, nesting past the limit): the message must not fail in its turn."""
+    try:
+        return jsoncodec.dumps(value)[:200]
+    except (TypeError, ValueError):
+        return repr(value)[:200]
 
 
 def prepare_page(
@@ -80,16 +128,22 @@ def prepare_page(
         if key is None:
             shown = {name: record.get(name, "<missing>") for name in primary_key}
             raise MalformedPageError(
-                f"{where}: primary key {'/'.join(primary_key)} is missing, null or not a "
-                f"scalar ({jsoncodec.dumps(shown)[:200]})",
-                extract=extract,
+                f"{where}: {_missing_key_reason(record, primary_key)} ({_excerpt(shown)})", extract=extract
             )
         nul_fields: list[str] = []
         if "\x00" in key:
             key = key.replace("\x00", "")
             nul_fields.append("<primary key>")
+        if len(key) * 4 > MAX_KEY_BYTES and (size := len(key.encode("utf-8", "surrogatepass"))) > MAX_KEY_BYTES:
+            raise MalformedPageError(
+                f"{where}: the primary key is {size} bytes long, more than the {MAX_KEY_BYTES} allowed "
+                f"(starting {key[:40]!r})",
+                extract=extract,
+            )
         try:
             data = jsoncodec.dumps_bytes(record)
+        except jsoncodec.NestingError as exc:
+            raise MalformedPageError(f"{where}, key {key!r}: the record is {exc}", extract=extract) from None
         except (TypeError, ValueError, RecursionError) as exc:
             # ValueError covers UnicodeEncodeError: a lone surrogate (\ud800) is not UTF-8
             raise MalformedPageError(
@@ -98,9 +152,15 @@ def prepare_page(
         if b"\\u0000" in data:
             record = _strip_nul(record, "", nul_fields)
             data = jsoncodec.dumps_bytes(record)
+        if len(data) > MAX_RECORD_BYTES:
+            raise MalformedPageError(
+                f"{where}, key {key!r}: the record is {len(data)} bytes as JSON, more than the "
+                f"{MAX_RECORD_BYTES} allowed",
+                extract=extract,
+            )
         if nul_fields:
             warnings.append(
-                f"extract {extract!r}: record {key!r}: removed NUL characters from {', '.join(sorted(nul_fields))}"
+                f"extract {extract!r}: record {key!r}: removed NUL characters from {', '.join(sorted(set(nul_fields)))}"
             )
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         if key in rows:

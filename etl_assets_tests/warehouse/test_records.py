@@ -47,8 +47,9 @@ def test_nul_removed_from_values_and_keys_with_a_warning():
     [
         ([{"id": 1}, [1, 2]], "extract 'p', skip=40, record 41 (position 1 in the page): records must be JSON objects, got list"),
         ([{"id": 1}, {"name": "x"}], "extract 'p', skip=40, record 41 (position 1 in the page): primary key id is missing"),
-        ([{"id": None}], "record 40 (position 0 in the page): primary key id is missing, null or not a scalar ({\"id\":null})"),
-        ([{"id": {"a": 1}}], "primary key id is missing, null or not a scalar"),
+        ([{"id": None}], "record 40 (position 0 in the page): primary key id is null ({\"id\":null})"),
+        ([{"id": {"a": 1}}], "record 40 (position 0 in the page): primary key id is an object, not a string or number"),
+        ([{"id": "x" * 2049}], "record 40 (position 0 in the page): the primary key is 2049 bytes long, more than the 2048 allowed"),
     ],
 )
 def test_bad_records_name_extract_position_and_reason(records, message):
