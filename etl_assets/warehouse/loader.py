@@ -16,6 +16,7 @@ Row-by-row ``executemany`` spent most of a run's time in per-row protocol work (
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
@@ -132,17 +133,26 @@ class StagingLoader:
             for key, (data, digest) in page.rows.items()
         )
         raw = conn.connection.driver_connection
-        with raw.cursor() as cursor:
-            # Safe without waiting for the WAL flush: the page and its checkpoint commit
-            # together, so a server crash can only lose both (the resume re-reads them), and
-            # the run's final success is written by a synchronous transaction after them.
-            cursor.execute("SET LOCAL synchronous_commit = off")
-            if not conn.info.get(PAGE_TABLE):
-                cursor.execute(self._create_page_table)
-            with cursor.copy(self._copy) as copy:
-                copy.write(buffer)
-            cursor.execute(self._merge, {"now": now, "run_id": run_id})
-            inserted, updated = cursor.fetchone()
+        statement = self._copy
+        try:
+            with raw.cursor() as cursor:
+                # Safe without waiting for the WAL flush: the page and its checkpoint commit
+                # together, so a server crash can only lose both (the resume re-reads them), and
+                # the run's final success is written by a synchronous transaction after them.
+                cursor.execute("SET LOCAL synchronous_commit = off")
+                if not conn.info.get(PAGE_TABLE):
+                    cursor.execute(self._create_page_table)
+                with cursor.copy(self._copy) as copy:
+                    copy.write(buffer)
+                statement = self._merge
+                cursor.execute(self._merge, {"now": now, "run_id": run_id})
+                inserted, updated = cursor.fetchone()
+        except psycopg.Error as exc:
+            # COPY has no SQLAlchemy API, so this page goes through the driver's own cursor and
+            # its errors arrive unwrapped. Wrapped as SQLAlchemy wraps every other statement's,
+            # a value PostgreSQL refuses or a connection lost mid-page fails the run as the
+            # warehouse refusing the page, naming extract and skip, not as an unknown crash.
+            raise sa.exc.DBAPIError.instance(statement, None, exc, psycopg.Error, dialect=conn.dialect) from exc
         return PageWrite(inserted=inserted, updated=updated, unchanged=len(page.rows) - inserted - updated)
 
     def _upsert_changed(self, conn: Connection, page: PreparedPage, *, run_id: int, now: datetime) -> PageWrite:
