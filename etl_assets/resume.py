@@ -13,7 +13,7 @@ time; a run that fails at the same checkpoint again and again is given up after
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -120,8 +120,17 @@ def resume_state(run_context: Mapping[str, Any]) -> dict[str, Any]:
     return dict(run_context.get(RESUME_KEY) or {})
 
 
+def _instant(text: str) -> datetime:
+    """A time read back from ``run_context``. This module writes them in UTC with their offset;
+    one without an offset (edited by hand) is taken as UTC too, not left naive to make every
+    later tick of the sensor fail on comparing it with an aware ``now``."""
+    when = datetime.fromisoformat(text)
+    return (when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
 def plan(row: RunRecord, lookup: RunLookup, policy: ResumePolicy, now: datetime) -> Decision:
     """Decide for one row; raises only on a corrupt row (the sensor reports it and goes on)."""
+    now = now.astimezone(timezone.utc)  # what is stored is UTC whatever zone the caller's clock is in
     checkpoint = row.checkpoint
     if row.status is RunStatus.SUCCESS or checkpoint is None:
         return Decision(Action.SKIP, "nothing to resume")
@@ -143,7 +152,7 @@ def plan(row: RunRecord, lookup: RunLookup, policy: ResumePolicy, now: datetime)
         if info is not None and info.active:
             return Decision(Action.WAIT, f"relaunch {last_key} is Dagster run {info.run_id}, {info.status}")
         if info is None:
-            requested_at = datetime.fromisoformat(state["last_requested_at"])
+            requested_at = _instant(state["last_requested_at"])
             if now - requested_at < timedelta(seconds=policy.request_grace_seconds):
                 return Decision(Action.WAIT, f"relaunch {last_key} was requested and has not started yet")
             last_outcome = "never started"
@@ -171,7 +180,7 @@ def plan(row: RunRecord, lookup: RunLookup, policy: ResumePolicy, now: datetime)
 
     delay = policy.backoff(without_progress)
     if delay and state.get("last_requested_at"):
-        due = datetime.fromisoformat(state["last_requested_at"]) + timedelta(seconds=delay)
+        due = _instant(state["last_requested_at"]) + timedelta(seconds=delay)
         if now < due:
             return Decision(Action.WAIT, f"backing off after {without_progress} relaunches without progress, "
                             f"next at {due.isoformat(timespec='seconds')}")

@@ -87,3 +87,23 @@ def test_an_operator_retry_gives_a_fresh_budget():
     assert plan(row(), Runs(), ResumePolicy(max_attempts=0), NOW).reason == (
         "automatic relaunches are off (ETL_MAX_RESUME_ATTEMPTS=0)"
     )
+
+
+def test_resume_state_times_are_stored_in_utc_whatever_zone_the_clock_gives():
+    tokyo = NOW.astimezone(timezone(timedelta(hours=9)))  # the same instant, 21:00 in Tokyo
+    decision = plan(row(), Runs(), ResumePolicy(), tokyo)
+    state = decision.run_context["resume"]
+    assert state["last_requested_at"] == "2026-12-03T12:00:00+00:00"
+    assert [entry["requested_at"] for entry in state["history"]] == ["2026-12-03T12:00:00+00:00"]
+
+
+def test_the_backoff_deadline_is_said_in_utc_and_a_time_without_offset_is_read_as_utc():
+    policy = ResumePolicy(backoff_seconds=1800)
+    ended = Runs(by_key={"resume-7-1": DagsterRunInfo("r1", "FAILURE", False)})
+    for written in ("2026-12-03T11:50:00+00:00", "2026-12-03T20:50:00+09:00", "2026-12-03T11:50:00"):
+        state = {"requested": 1, "last_resume_key": "resume-7-1", "last_skip": 10, "without_progress": 0,
+                 "last_requested_at": written}
+        decision = plan(row(resume=state), ended, policy, NOW)
+        assert (decision.action, decision.reason) == (
+            Action.WAIT, "backing off after 1 relaunches without progress, next at 2026-12-03T12:20:00+00:00"
+        )
