@@ -32,7 +32,7 @@ TIME_SENSITIVE = [
     "etl_assets_tests/defs/test_assets.py::test_timeout_from_run_config_then_resume[postgres]",
     "etl_assets_tests/defs/test_schedules.py",
 ]
-EXPECTED_PASSED = 23
+EXPECTED_PASSED = 25
 
 PROBE = """
 import sys, time

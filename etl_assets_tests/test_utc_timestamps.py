@@ -8,6 +8,7 @@ the process zone (``TZ``) or the PostgreSQL session zone (``PGTZ``) is not UTC; 
 """
 
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from etl_assets.checkpoints import RunStatus, utcnow
 from etl_assets.demo import DemoSource, Fault, ListCollection, ServerThread
 from etl_assets.errors import JobTimeoutError
 from etl_assets.operations import run_detail
+from etl_assets.warehouse import StagingLoader, prepare_page
 from etl_assets_tests.support import extract, items_spec, simple_records
 
 RUN_COLUMNS = ("started_at", "updated_at", "finished_at")
@@ -103,3 +105,19 @@ def test_every_timestamp_of_a_timed_out_then_resumed_run_is_utc(source, warehous
         stored = {c: "DATETIME" for c in RUN_COLUMNS}
         staging = {c: "DATETIME" for c in STAGING_COLUMNS}
     assert (column_types(warehouse, "dw_etl_runs"), column_types(warehouse, "stg_items")) == (stored, staging)
+
+
+def test_a_page_stamped_with_a_time_in_another_zone_is_stored_as_its_utc_instant(warehouse):
+    """The run passes UTC; the loader must not depend on it (SQLite keeps only the wall clock)."""
+    warehouse.store.ensure_schema()  # creates the test's PostgreSQL schema
+    loader = StagingLoader(warehouse.engine, "stg_items", warehouse.schema)
+    loader.ensure_table()
+    page = prepare_page(simple_records(2), extract="items", primary_key=("id",), skip=0)
+    tokyo = datetime(2026, 12, 4, 9, 30, tzinfo=ZoneInfo("Asia/Tokyo"))
+    with warehouse.engine.begin() as conn:
+        assert loader.write(conn, page, run_id=1, now=tokyo).inserted == 2
+    expected = datetime(2026, 12, 4, 0, 30, tzinfo=timezone.utc)
+    assert raw_utc(warehouse, "stg_items", STAGING_COLUMNS) == [(expected, expected)] * 2
+    with warehouse.engine.begin() as conn, pytest.raises(ValueError) as raised:
+        loader.write(conn, page, run_id=1, now=datetime(2026, 12, 4, 9, 30))
+    assert str(raised.value) == "naive datetime given where UTC is required"

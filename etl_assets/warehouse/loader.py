@@ -14,7 +14,7 @@ Row-by-row ``executemany`` spent most of a run's time in per-row protocol work (
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 import psycopg
 import sqlalchemy as sa
@@ -120,7 +120,13 @@ class StagingLoader:
         conn.info[PAGE_TABLE] = True
 
     def write(self, conn: Connection, page: PreparedPage, *, run_id: int, now: datetime) -> PageWrite:
-        """Upsert the page in ``conn``'s transaction and report what changed."""
+        """Upsert the page in ``conn``'s transaction and report what changed.
+
+        ``now`` must be timezone-aware: PostgreSQL would read a naive one in the session's zone
+        and SQLite stores UTC text, so a naive or non-UTC time would land hours off."""
+        if now.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        now = now.astimezone(timezone.utc)
         if not page.rows:
             return PageWrite(0, 0, 0)
         if self.dialect == "postgresql":
