@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
+import httpx
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection
 
@@ -46,10 +47,10 @@ from etl_assets.settings import Settings
 from etl_assets.sources import templates
 from etl_assets.sources.client import Page, SourceClient
 from etl_assets.sources.deadline import Deadline, DeadlineExceeded
-from etl_assets.sources.paginators import OffsetPaginator, OffsetState
+from etl_assets.sources.paginators import LoopGuard, PageRequest, Paginator, Position, build_paginator
 from etl_assets.sources.secrets import Redactor, strip_userinfo
 from etl_assets.sources.selectors import MISSING, parse_selector, select
-from etl_assets.sources.spec import ExtractSpec
+from etl_assets.sources.spec import ExtractSpec, PaginatorSpec
 from etl_assets.warehouse import PreparedPage, StagingLoader, prepare_page
 
 MAX_ATTEMPTS_KEPT = 50
@@ -102,11 +103,13 @@ class _ParsedPage:
     total: int | None
     prepared: PreparedPage
     warnings: list[str]
+    pointer: str | None = None
+    """The next page's URL or cursor, for link and cursor paging."""
 
 
 @dataclass(frozen=True)
 class _InFlight:
-    """A page requested ahead: its position, the HTTP request and the parsing after it."""
+    """A page requested (perhaps ahead): its position, the HTTP request and the parsing after it."""
 
     skip: int
     fetch: "Future[Page]"
@@ -170,11 +173,7 @@ def extract_parameters(
         "params": dict(spec.params),
         "data_selector": spec.data_selector,
         "primary_key": list(spec.primary_key),
-        "paginator": {
-            "type": spec.paginator.type,
-            "offset_param": spec.paginator.offset_param,
-            "limit_param": spec.paginator.limit_param,
-        },
+        "paginator": _paginator_parameters(spec.paginator),
     }
     templated = {
         name: (resolved_params or {}).get(name)
@@ -185,6 +184,20 @@ def extract_parameters(
         canonical = jsoncodec.dumps({k: str(v) for k, v in templated.items()}).encode()
         parameters["resolved_params_digest"] = hashlib.blake2b(canonical, digest_size=16).hexdigest()
     return parameters
+
+
+def _paginator_parameters(spec: PaginatorSpec) -> dict[str, Any]:
+    """What of the paginator defines where a checkpoint points: a resume under another style or
+    other parameter names would read from the wrong place. Offset runs keep the keys they
+    always had, so their existing checkpoints still resume."""
+    own: dict[str, tuple[str, ...]] = {
+        "offset": ("offset_param", "limit_param"),
+        "page_number": ("page_param", "base_page", "limit_param"),
+        "json_link": ("next_url_path",),
+        "header_link": ("links_next_key",),
+        "cursor": ("cursor_path", "cursor_param"),
+    }
+    return {"type": spec.type, **{name: getattr(spec, name) for name in own[spec.type]}}
 
 
 def current_parameters(spec: ExtractSpec, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -311,7 +324,7 @@ class _Run:
         self.record: RunRecord | None = None
         self.context: dict[str, Any] = {}
         self.attempt: dict[str, Any] = {}
-        self.committed = OffsetState()
+        self.committed = Position()
         self.committed_records = 0
         self.saved_at = time.monotonic()
         self.result: ExtractResult | None = None
@@ -383,7 +396,7 @@ class _Run:
                     )
                 self.record = resume
                 self.context = context
-                self.committed = OffsetState(skip=checkpoint.skip, page_index=checkpoint.page_index)
+                self.committed = Position(checkpoint.skip, checkpoint.page_index, checkpoint.next_url, checkpoint.cursor)
                 self.committed_records = checkpoint.total_records
                 self.log.info(
                     f"extract {name!r}: resuming dw_etl_runs run {resume.run_id} from checkpoint "
@@ -473,10 +486,12 @@ class _Run:
 
     def _loop(self) -> None:
         assert self.record is not None and self.result is not None
-        paginator = OffsetPaginator(self.spec.paginator, start=self.committed)
+        paginator = build_paginator(self.spec.paginator, start=self.committed)
+        spec = self.spec.paginator
+        guard = LoopGuard(spec.stop_on_repeat, spec.max_pages_without_progress)
         window: deque[_InFlight] = deque()
         workers = ThreadPoolExecutor(1, thread_name_prefix=f"etl-parse-{self.spec.name}")
-        stride = self.spec.paginator.limit
+        stride = spec.limit
         warned_total = False
         # One connection for every page of the run: no pool checkout and liveness ping per
         # page, and the loader's session-local page table is created once.
@@ -486,9 +501,15 @@ class _Run:
             while paginator.has_next:
                 skip = paginator.skip
                 if not window:
-                    window.append(self._request(paginator, skip, workers))
+                    window.append(self._request(paginator, paginator.next_request(), workers))
                 parsed = window.popleft().parsed.result()
-                paginator.advance(parsed.count, parsed.total)
+                if why := guard.check(list(parsed.prepared.rows), paginator.believes_total):
+                    self._warn(
+                        f"extract {self.spec.name!r}: loop guard: the page at skip={skip} "
+                        f"(page {paginator.page_index + 1}) is not written and the run stops: {why}"
+                    )
+                    break
+                paginator.advance(parsed.count, parsed.total, parsed.pointer)
                 stride = parsed.count or stride
                 if window and window[0].skip != paginator.skip:
                     # The page was shorter (or longer) than planned: what was asked ahead
@@ -506,50 +527,72 @@ class _Run:
                     )
                 for warning in parsed.prepared.warnings:
                     self._warn(warning)
-                self._commit(parsed.prepared, paginator.state(), skip)
+                self._commit(parsed.prepared, self._storable(paginator.state(), skip), skip)
                 self.result.source_total = parsed.total
+                if paginator.stopped_because:
+                    self._warn(f"extract {self.spec.name!r}: loop guard: {paginator.stopped_because}")
         finally:
             self._drop(window)
             workers.shutdown(wait=True, cancel_futures=True)
             self.page_conn.close()
             self.page_conn = None
         if self.result.source_total is not None and self.result.source_total != self.committed_records:
-            self._warn(
-                f"extract {self.spec.name!r}: the source's total ({self.result.source_total}) disagreed "
-                f"with the records seen ({self.committed_records})"
-            )
+            if spec.type != "page_number" or spec.total_is == "records":
+                self._warn(
+                    f"extract {self.spec.name!r}: the source's total ({self.result.source_total}) disagreed "
+                    f"with the records seen ({self.committed_records})"
+                )
 
-    def _request(self, paginator: OffsetPaginator, skip: int, workers: ThreadPoolExecutor) -> _InFlight:
-        fetch = self.client.submit(paginator.request_params(skip))
-        return _InFlight(skip, fetch, workers.submit(self._parse_fetched, fetch, skip))
+    def _storable(self, position: Position, skip: int) -> Position:
+        """The position as it may be stored: a next URL without the parameters that repeat the
+        spec's own with the same value (credentials among them; every request adds the spec's
+        parameters a link lacks), and never with a secret."""
+        if position.next_url is None:
+            return position
+        url = httpx.URL(position.next_url)
+        own = {name: str(value) for name, value in self.client.params.items()}
+        kept = [(k, v) for k, v in url.params.multi_items() if own.get(k) != v]
+        stored = str(url.copy_with(query=None).copy_merge_params(kept) if kept else url.copy_with(query=None))
+        if self.redact(stored) != stored:
+            raise MalformedPageError(
+                f"extract {self.spec.name!r}, skip={skip}: the source's next link carries a credential outside "
+                f"the spec's own parameters ({self.redact(stored)[:300]}); it cannot be stored in a checkpoint",
+                extract=self.spec.name,
+            )
+        return replace(position, next_url=stored)
+
+    def _request(self, paginator: Paginator, request: PageRequest, workers: ThreadPoolExecutor) -> _InFlight:
+        fetch = self.client.submit(request.params, request.url)
+        return _InFlight(request.skip, fetch, workers.submit(self._parse_fetched, fetch, request.skip, paginator))
 
     def _fetch_ahead(
-        self, paginator: OffsetPaginator, window: deque[_InFlight], stride: int, workers: ThreadPoolExecutor
+        self, paginator: Paginator, window: deque[_InFlight], stride: int, workers: ThreadPoolExecutor
     ) -> None:
         """Keep up to ``max_in_flight`` requests going: the next page always, and pages
-        after it while the source's total says they exist."""
-        if not paginator.has_next:
+        after it while the source's total says they exist (offset paging only)."""
+        if not paginator.has_next or not paginator.fetches_ahead:
             return
         while len(window) < self.spec.max_in_flight:
             skip = window[-1].skip + stride if window else paginator.skip
             if window and not paginator.known_needed(skip):
                 return
-            window.append(self._request(paginator, skip, workers))
+            window.append(self._request(paginator, paginator.request_at(skip), workers))
 
     @staticmethod
     def _drop(window: deque[_InFlight]) -> None:
         while window:
             window.pop().cancel()
 
-    def _parse_fetched(self, fetch: "Future[Page]", skip: int) -> _ParsedPage:
+    def _parse_fetched(self, fetch: "Future[Page]", skip: int, paginator: Paginator) -> _ParsedPage:
         """Runs on the worker thread: wait for the page, parse it, key and encode its records."""
         page = fetch.result()
         warnings: list[str] = []
-        records, total = self._parse(page, skip, warnings)
+        records, total, body = self._parse(page, skip, warnings)
         prepared = prepare_page(records, extract=self.spec.name, primary_key=self.spec.primary_key, skip=skip)
-        return _ParsedPage(len(records), total, prepared, warnings)
+        pointer = paginator.read(body, page.headers, page.request_url)
+        return _ParsedPage(len(records), total, prepared, warnings, pointer)
 
-    def _parse(self, page: Page, skip: int, warnings: list[str]) -> tuple[list[Any], int | None]:
+    def _parse(self, page: Page, skip: int, warnings: list[str]) -> tuple[list[Any], int | None, Any]:
         where = f"extract {self.spec.name!r}, skip={skip}, {page.url}"
         try:
             body = jsoncodec.loads(page.content)
@@ -569,7 +612,7 @@ class _Run:
                 f"records, found {found}",
                 extract=self.spec.name,
             )
-        return records, self._total(body, page, where, warnings)
+        return records, self._total(body, page, where, warnings), body
 
     def _total(self, body: Any, page: Page, where: str, warnings: list[str]) -> int | None:
         spec = self.spec.paginator
@@ -592,7 +635,7 @@ class _Run:
             return None
         return raw
 
-    def _commit(self, prepared: Any, state: OffsetState, skip: int) -> None:
+    def _commit(self, prepared: Any, state: Position, skip: int) -> None:
         assert self.record is not None and self.result is not None
         records = self.committed_records + prepared.received
         due = time.monotonic() - self.saved_at >= self.options.checkpoint_interval_seconds
@@ -635,9 +678,11 @@ class _Run:
                 f"skip={state.skip} page_index={state.page_index} records={records}"
             )
 
-    def _set_checkpoint(self, state: OffsetState, records: int, now: Any) -> None:
+    def _set_checkpoint(self, state: Position, records: int, now: Any) -> None:
         self._update_attempt()
-        self.context["checkpoint"] = Checkpoint(state.skip, state.page_index, records, now).to_json()
+        self.context["checkpoint"] = Checkpoint(
+            state.skip, state.page_index, records, now, state.next_url, state.cursor
+        ).to_json()
 
     def _update_attempt(self) -> None:
         assert self.result is not None
@@ -780,10 +825,10 @@ class _Run:
         checkpoint = stored.checkpoint
         if checkpoint is None:
             self.context.pop("checkpoint", None)
-            self.committed = OffsetState()
+            self.committed = Position()
         else:
             self.context["checkpoint"] = checkpoint.to_json()
-            self.committed = OffsetState(skip=checkpoint.skip, page_index=checkpoint.page_index)
+            self.committed = Position(checkpoint.skip, checkpoint.page_index, checkpoint.next_url, checkpoint.cursor)
         self.committed_records = stored.records_loaded
         return message if error is None else f"{error}; {message}"
 

@@ -1,5 +1,8 @@
 """Extracting from a third-party server: json-server 0.17.4 (npm, pinned), serving
 FHIR patients as a bare JSON array with ``_start``/``_limit`` paging and ``X-Total-Count``.
+
+``start_json_server`` also runs json-server 1.0.0-beta.15 (installed beside it under the npm
+alias ``json-server-v1``), for the paging styles of ``test_paging_styles.py``.
 """
 
 import json
@@ -20,7 +23,10 @@ from etl_assets_tests.conftest import IN_CI
 from etl_assets_tests.support import extract
 
 ROOT = Path(__file__).resolve().parent.parent
-BINARY = ROOT / "node_modules" / ".bin" / "json-server"
+BINARIES = {
+    "0.17.4": ROOT / "node_modules" / "json-server" / "lib" / "cli" / "bin.js",
+    "1.0.0-beta.15": ROOT / "node_modules" / "json-server-v1" / "lib" / "bin.js",
+}
 PATIENTS = 257
 
 
@@ -38,14 +44,17 @@ def patients_db(tmp_path_factory) -> tuple[Path, list[dict]]:
     return db, records
 
 
-def start_json_server(db: Path, delay_ms: int = 0):
-    if not BINARY.exists() or shutil.which("node") is None:
-        message = f"json-server is not installed at {BINARY} (run `make node`)"
+def start_json_server(db: Path, delay_ms: int = 0, version: str = "0.17.4"):
+    binary = BINARIES[version]
+    if not binary.exists() or shutil.which("node") is None:
+        message = f"json-server {version} is not installed at {binary} (run `make node`)"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
     port = free_port()
-    args = [str(BINARY), "--host", "127.0.0.1", "--port", str(port), "--read-only", "--quiet"]
+    args = ["node", str(binary), "--host", "127.0.0.1", "--port", str(port)]
+    if version == "0.17.4":
+        args += ["--read-only", "--quiet"]
     if delay_ms:
         args += ["--delay", str(delay_ms)]
     process = subprocess.Popen([*args, str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -53,7 +62,7 @@ def start_json_server(db: Path, delay_ms: int = 0):
     deadline = time.monotonic() + 20
     while True:
         try:
-            httpx.get(f"{url}/Patient?_start=0&_limit=1", timeout=1)
+            httpx.get(f"{url}/", timeout=1)
             return process, url
         except httpx.TransportError:
             if process.poll() is not None or time.monotonic() > deadline:

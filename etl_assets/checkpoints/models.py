@@ -24,14 +24,24 @@ class Checkpoint:
     page_index: int
     total_records: int
     last_checkpoint_time: datetime
+    next_url: str | None = None
+    """Link paging: the next page's URL (the spec's own query parameters, credentials among
+    them, are left out and added again to every request)."""
+    cursor: str | None = None
+    """Cursor paging: the token that asks for the next page."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "skip": self.skip,
             "page_index": self.page_index,
             "total_records": self.total_records,
             "last_checkpoint_time": self.last_checkpoint_time.isoformat(),
         }
+        if self.next_url is not None:
+            data["next_url"] = self.next_url
+        if self.cursor is not None:
+            data["cursor"] = self.cursor
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Checkpoint":
@@ -43,6 +53,8 @@ class Checkpoint:
             page_index=int(data["page_index"]),
             total_records=int(data["total_records"]),
             last_checkpoint_time=when,
+            next_url=data.get("next_url"),
+            cursor=data.get("cursor"),
         )
 
 

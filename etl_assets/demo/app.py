@@ -1,7 +1,11 @@
 """The demo source: a paginated JSON API with injectable faults and a request log.
 
 ``GET /{collection}?skip=S&limit=L`` answers ``{"total": T, "items": [...]}`` plus an
-``X-Total-Count: T`` header, the shape of many real offset-paginated APIs. Everything a
+``X-Total-Count: T`` header, the shape of many real offset-paginated APIs. The same records
+are served in the other common paging styles too: ``/paged/{collection}?page=P&per_page=N``
+(``{"page", "items"}``, no total), ``/cursor/{collection}?cursor=C&limit=L`` (``{"items",
+"next_cursor"}``, an opaque token) and ``/fhir/{collection}?_count=N&_offset=S`` (a FHIR
+``searchset`` Bundle with ``entry[*].resource`` and a ``next`` link). Everything a
 test needs to provoke and observe an extractor's failure handling lives on
 :class:`DemoSource`: artificial latency, a page size cap, a wrong ``total``, faults, and a
 log of every data request with what was actually served. The same knobs are reachable
@@ -53,6 +57,7 @@ NO_STATUS = 0
 _RAW_SEND = "etl_assets.demo.raw_send"
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _BODILESS_STATUSES = frozenset({204, 304})
+_CURSOR = re.compile(r"c-([0-9a-f]{1,15})")
 _DRIP_HEAD = b'{"total": 1000000, "items": [{"id": 0}'
 
 
@@ -110,6 +115,8 @@ class DemoSource:
         total_overrides: collection name to the ``total`` to report instead of the real
             count, like an API whose total is an estimate.
         faults: faults to arm at once, as by :meth:`add_fault`.
+        repeat_last_page: under ``/paged/``, a page number past the end serves the last
+            page again instead of an empty one, as json-server 1.0 does (field case C2).
     """
 
     def __init__(
@@ -120,6 +127,7 @@ class DemoSource:
         max_limit: int | None = None,
         total_overrides: Mapping[str, int] | None = None,
         faults: Iterable[Fault] = (),
+        repeat_last_page: bool = False,
     ) -> None:
         self.collections: dict[str, Collection] = dict(collections or {})
         for name in self.collections:
@@ -130,6 +138,7 @@ class DemoSource:
         self.latency_seconds = latency_seconds
         self.max_limit = max_limit
         self.total_overrides: dict[str, int] = dict(total_overrides or {})
+        self.repeat_last_page = repeat_last_page
         self._lock = threading.Lock()
         self._faults: list[_ArmedFault] = []
         self._requests: list[RequestRecord] = []
@@ -305,17 +314,71 @@ class _DataEndpoint:
     ``drip`` and ``drop`` need control that a Starlette ``Response`` cannot give.
     """
 
-    def __init__(self, source: DemoSource, stopping: asyncio.Event) -> None:
+    def __init__(self, source: DemoSource, stopping: asyncio.Event, style: str = "offset") -> None:
         self.source = source
         self.stopping = stopping
+        self.style = style
+
+    def _position(self, params: QueryParams) -> tuple[int, str | None, int, str | None]:
+        """``skip`` and ``limit`` of the request, whatever the paging style, with their errors."""
+        if self.style == "paged":
+            page, page_error = _parse_param(params, "page", 1, MAX_SKIP_PARAM)
+            limit, limit_error = _parse_param(params, "per_page", DEFAULT_LIMIT, MAX_LIMIT_PARAM)
+            if page_error is None and page < 1:
+                page_error = f"page must be 1 or more, got {page}"
+            return max(0, page - 1) * max(limit, 0), page_error, limit, limit_error
+        if self.style == "fhir":
+            skip, skip_error = _parse_param(params, "_offset", 0, MAX_SKIP_PARAM)
+            limit, limit_error = _parse_param(params, "_count", DEFAULT_LIMIT, MAX_LIMIT_PARAM)
+            return skip, skip_error, limit, limit_error
+        if self.style == "cursor":
+            limit, limit_error = _parse_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT_PARAM)
+            token = params.get("cursor")
+            if token is None:
+                return 0, None, limit, limit_error
+            match = _CURSOR.fullmatch(token)
+            if match is None:
+                return -1, f"cursor {token[:40]!r} was not issued by this server", limit, limit_error
+            return int(match.group(1), 16), None, limit, limit_error
+        skip, skip_error = _parse_param(params, "skip", 0, MAX_SKIP_PARAM)
+        limit, limit_error = _parse_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT_PARAM)
+        return skip, skip_error, limit, limit_error
+
+    def _body(self, scope: Scope, name: str, skip: int, limit: int, collection: Collection) -> tuple[bytes, list]:
+        source = self.source
+        cap = source.max_limit
+        size = limit if cap is None else min(limit, cap)
+        count = len(collection)
+        if self.style == "paged" and source.repeat_last_page and skip >= count > 0 and size > 0:
+            skip = (count - 1) // size * size  # json-server 1.0 serves the last page again
+        items = collection.page(skip, size)
+        total = source.total_overrides.get(name, count)
+        if self.style == "paged":
+            return _dumps({"page": skip // max(size, 1) + 1, "items": items}), []
+        if self.style == "cursor":
+            after = skip + len(items)
+            cursor = f"c-{after:x}" if items and after < count else None
+            return _dumps({"items": items, "next_cursor": cursor}), []
+        if self.style == "fhir":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            base = f"{scope['scheme']}://{host}/fhir/{name}"
+            links = [{"relation": "self", "url": f"{base}?_count={limit}&_offset={skip}"}]
+            if items and skip + len(items) < total:
+                links.append({"relation": "next", "url": f"{base}?_count={limit}&_offset={skip + len(items)}"})
+            entries = [
+                {"fullUrl": f"{base}/{item.get('id')}", "resource": item, "search": {"mode": "match"}}
+                for item in items
+            ]
+            bundle = {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries}
+            return _dumps(bundle), []
+        return _dumps({"total": total, "items": items}), [("x-total-count", str(total))]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         source = self.source
         name = scope["path_params"]["collection"]
-        path = "/" + name
+        path = scope["path"]
         params = QueryParams(scope["query_string"])
-        skip, skip_error = _parse_param(params, "skip", 0, MAX_SKIP_PARAM)
-        limit, limit_error = _parse_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT_PARAM)
+        skip, skip_error, limit, limit_error = self._position(params)
 
         if source.latency_seconds > 0:
             await asyncio.sleep(source.latency_seconds)
@@ -336,12 +399,9 @@ class _DataEndpoint:
             await _send_error(send, 404, f"unknown collection {name!r}")
             return
 
-        cap = source.max_limit
-        items = collection.page(skip, limit if cap is None else min(limit, cap))
-        total = source.total_overrides.get(name, len(collection))
-        body = _dumps({"total": total, "items": items})
+        body, headers = self._body(scope, name, skip, limit, collection)
         source.log_request(RequestRecord(path, skip, limit, 200, "data"))
-        await _send_body(send, 200, body, "application/json", [("x-total-count", str(total))])
+        await _send_body(send, 200, body, "application/json", headers)
 
     async def _inject(
         self, fault: Fault, path: str, skip: int, limit: int, scope: Scope, receive: Receive, send: Send
@@ -448,6 +508,9 @@ def create_app(source: DemoSource) -> Starlette:
             Route("/_control/faults", faults, methods=["GET", "POST", "DELETE"]),
             Route("/_control/requests", requests, methods=["GET", "DELETE"]),
             Route("/{collection}", _DataEndpoint(source, stopping), methods=["GET"]),
+            Route("/paged/{collection}", _DataEndpoint(source, stopping, "paged"), methods=["GET"]),
+            Route("/cursor/{collection}", _DataEndpoint(source, stopping, "cursor"), methods=["GET"]),
+            Route("/fhir/{collection}", _DataEndpoint(source, stopping, "fhir"), methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error},
     )

@@ -40,10 +40,14 @@ class Page:
     """One successful response, body read in full."""
 
     url: str
+    """The URL as it may be shown (credentials masked)."""
     status_code: int
     headers: httpx.Headers
     content: bytes
     attempts: int
+    request_url: str = ""
+    """The URL really requested, credentials and all: relative next links resolve against it.
+    Never shown."""
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -201,23 +205,50 @@ class SourceClient:
         url = httpx.URL(self.base_url.rstrip("/") + self.spec.path, params={**self.params, **params})
         return self.redact(strip_userinfo(str(url)))
 
-    def submit(self, params: Mapping[str, Any]) -> "Future[Page]":
-        """Start fetching a page in the background; the future holds the page or the error."""
+    def submit(self, params: Mapping[str, Any], url: str | None = None) -> "Future[Page]":
+        """Start fetching a page in the background; the future holds the page or the error.
+
+        ``url`` is a next link (absolute, or relative to the page that gave it, already
+        resolved); ``None`` requests the endpoint's path."""
         assert self._portal is not None, "SourceClient used outside its context"
-        future = self._portal.start_task_soon(self._fetch, dict(params))
+        future = self._portal.start_task_soon(self._fetch, dict(params), url)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
         return future
 
-    def get(self, params: Mapping[str, Any]) -> Page:
+    def get(self, params: Mapping[str, Any], url: str | None = None) -> Page:
         """Fetch a page, retrying what can be retried; block until done."""
-        return self.submit(params).result()
+        return self.submit(params, url).result()
 
-    async def _fetch(self, params: dict[str, Any]) -> Page:
+    def _link_target(self, url: str, params: Mapping[str, Any]) -> tuple[httpx.URL, list[tuple[str, Any]]]:
+        """A next link as a URL and its query: the link's own parameters, then the spec's and
+        the paginator's where the link lacks them (a resumed link was stored without the
+        spec's credentials). A link to another host is refused: the credentials go to
+        ``client.base_url``'s host only."""
+        target = httpx.URL(self.base_url).join(url)
+        if (target.scheme, target.host, target.port) != self._origin:
+            shown = self.redact(strip_userinfo(str(target.copy_with(query=None))))
+            raise SourceHTTPError(
+                f"extract {self.spec.name!r}: the source's next link points to {shown}, another host than "
+                "client.base_url; its credentials are not sent there",
+                extract=self.spec.name,
+                status_code=None,
+            )
+        pairs: list[tuple[str, Any]] = list(target.params.multi_items())
+        present = {name for name, _ in pairs}
+        pairs += [(name, value) for name, value in {**self.params, **params}.items() if name not in present]
+        return target.copy_with(query=None), pairs
+
+    async def _fetch(self, params: dict[str, Any], url: str | None = None) -> Page:
         assert self._client is not None
         retries = self.spec.retries
-        query = {**self.params, **params}
-        shown = self.shown_url(params)
+        if url is None:
+            target: httpx.URL | str = self.spec.path
+            query: Any = {**self.params, **params}
+            shown = self.shown_url(params)
+        else:
+            target, query = self._link_target(url, params)
+            shown = self.redact(strip_userinfo(str(target.copy_merge_params(query))))
         attempt = 0
         while True:
             attempt += 1
@@ -228,7 +259,7 @@ class SourceClient:
             self.requests_made += 1
             try:
                 with anyio.fail_after(budget):
-                    response = await self._client.get(self.spec.path, params=query)
+                    response = await self._client.get(target, params=query)
             except TimeoutError:
                 if self.deadline.expired():
                     raise DeadlineExceeded(
@@ -242,7 +273,7 @@ class SourceClient:
             else:
                 status = response.status_code
                 if 200 <= status < 300:
-                    return Page(shown, status, response.headers, response.content, attempt)
+                    return Page(shown, status, response.headers, response.content, attempt, str(response.url))
                 reason = self.redact(response.reason_phrase or "")
                 problem = f"HTTP {status} {reason}".strip()
                 if status not in RETRYABLE_STATUS:

@@ -8,9 +8,11 @@ maps over a list, which is how records sit in a FHIR search bundle.
 import re
 from typing import Any
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_\-@]+(\[\*\])?$")
+_TOKEN = re.compile(r"^([A-Za-z0-9_\-@]+)(\[\*\]|\[([A-Za-z0-9_\-@]+)=([^\]]*)\])?$")
 
-Selector = tuple[tuple[str, bool], ...]
+Step = tuple[str, bool, tuple[str, str] | None]
+"""``(key, maps_over_list, (field, value) filter or None)``."""
+Selector = tuple[Step, ...]
 
 
 class _Missing:
@@ -21,7 +23,11 @@ MISSING: Any = _Missing()
 
 
 def parse_selector(text: str | None) -> Selector:
-    """Split a path into ``(key, maps_over_list)`` steps; raise ``ValueError`` when malformed."""
+    """Split a path into steps; raise ``ValueError`` when malformed.
+
+    ``key[*]`` maps over a list; ``key[field=value]`` takes the first object of a list whose
+    ``field`` equals ``value`` as text (a FHIR Bundle's next link: ``link[relation=next].url``).
+    """
     if text is None:
         return ()
     path = text.strip()
@@ -29,21 +35,34 @@ def parse_selector(text: str | None) -> Selector:
         return ()
     if path.startswith("$."):
         path = path[2:]
-    steps: list[tuple[str, bool]] = []
+    steps: list[Step] = []
     for token in path.split("."):
-        if not _TOKEN.match(token):
-            raise ValueError(f"{text!r} is not a dotted path such as 'items' or 'entry[*].resource'")
-        steps.append((token.removesuffix("[*]"), token.endswith("[*]")))
+        match = _TOKEN.match(token)
+        if not match:
+            raise ValueError(
+                f"{text!r} is not a dotted path such as 'items', 'entry[*].resource' or 'link[relation=next].url'"
+            )
+        key, suffix, field, value = match.groups()
+        steps.append((key, suffix == "[*]", (field, value) if field is not None else None))
     return tuple(steps)
 
 
 def select(body: Any, selector: Selector) -> Any:
     """Follow ``selector`` into ``body``; return ``MISSING`` when a step is absent."""
     current = body
-    for position, (key, each) in enumerate(selector):
+    for position, (key, each, where) in enumerate(selector):
         if not isinstance(current, dict) or key not in current:
             return MISSING
         current = current[key]
+        if where is not None:
+            if not isinstance(current, list):
+                return MISSING
+            field, value = where
+            current = next(
+                (item for item in current if isinstance(item, dict) and _text(item.get(field)) == value), MISSING
+            )
+            if current is MISSING:
+                return MISSING
         if each:
             if not isinstance(current, list):
                 return MISSING
@@ -51,3 +70,9 @@ def select(body: Any, selector: Selector) -> Any:
             out = [select(item, rest) for item in current]
             return [item for item in out if item is not MISSING]
     return current
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    return value if isinstance(value, str) else str(value)

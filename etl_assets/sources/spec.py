@@ -35,7 +35,7 @@ from etl_assets.settings import IDENTIFIER
 from etl_assets.sources import templates
 from etl_assets.sources.selectors import parse_selector
 
-PAGINATOR_TYPES = ("offset",)
+PAGINATOR_TYPES = ("offset", "page_number", "json_link", "header_link", "cursor")
 MAX_NAME_LENGTH = 59  # "stg_" + name must fit PostgreSQL's 63-character identifiers
 DEFAULT_MAX_IN_FLIGHT = 4
 """Requests in flight for offset paging with a known total. Measured in ``bench/``: with
@@ -54,14 +54,30 @@ USERINFO = re.compile(r"(?<=//)[^/?#]*@")
 
 @dataclass(frozen=True)
 class PaginatorSpec:
-    """How pages are requested. Only offset paging exists so far."""
+    """How pages are requested, in dlt's vocabulary (see :mod:`etl_assets.sources.paginators`).
+
+    Only the fields of the chosen ``type`` matter; ``limit_param`` is required for offset paging
+    and optional for the others (when set, ``limit`` is sent and a shorter page is the last).
+    """
 
     type: str = "offset"
     limit: int = 100
     offset_param: str = "offset"
-    limit_param: str = "limit"
+    limit_param: str | None = "limit"
     total_path: str | None = None
     total_header: str | None = None
+    page_param: str = "page"
+    base_page: int = 1
+    total_is: str = "pages"
+    next_url_path: str | None = None
+    links_next_key: str = "next"
+    cursor_path: str | None = None
+    cursor_param: str = "cursor"
+    stop_on_repeat: bool = True
+    """Stop at the first page that brings no record not already read in this run, when no total
+    says more is to come (field case C2)."""
+    max_pages_without_progress: int = 3
+    """The hard cap: this many pages in a row without a new record stop the run, whatever else."""
 
 
 @dataclass(frozen=True)
@@ -204,33 +220,81 @@ def _base_url_problem(url: str) -> str | None:
     return None
 
 
+_COMMON_KEYS = {"type", "limit", "limit_param", "stop_on_repeat", "max_pages_without_progress", "total_path",
+                "total_header"}
+_TYPE_KEYS: dict[str, set[str]] = {
+    "offset": {"offset_param"},
+    "page_number": {"page_param", "base_page", "total_is"},
+    "json_link": {"next_url_path"},
+    "header_link": {"links_next_key"},
+    "cursor": {"cursor_path", "cursor_param"},
+}
+
+
+def _selector(reader: _Reader, value: Any, key: str) -> str:
+    reader.string(value, key)
+    try:
+        parse_selector(value)
+    except ValueError as exc:
+        raise reader.fail(key, str(exc)) from None
+    return value
+
+
 def _paginator(reader: _Reader, raw: Any, key: str, base: PaginatorSpec | None) -> PaginatorSpec:
-    allowed = {"type", "limit", "offset_param", "limit_param", "total_path", "total_header"}
-    data = reader.mapping(raw, key, allowed)
-    kind = data.get("type", base.type if base else "offset")
+    if raw is not None and not isinstance(raw, dict):
+        raise reader.fail(key, f"must be a mapping, got {type(raw).__name__}")
+    kind = (raw or {}).get("type", base.type if base else "offset")
     if kind not in PAGINATOR_TYPES:
         raise reader.fail(f"{key}.type", f"must be one of {', '.join(PAGINATOR_TYPES)}, got {kind!r}")
-    start = base or PaginatorSpec()
+    data = reader.mapping(raw, key, _COMMON_KEYS | _TYPE_KEYS[kind])
+    # A resource that switches style starts from that style's defaults, not the client's.
+    start = base if base is not None and base.type == kind else PaginatorSpec(
+        type=kind, limit_param="limit" if kind == "offset" else None
+    )
+    limit_param = data.get("limit_param", start.limit_param)
+    if kind == "offset" or limit_param is not None:
+        limit_param = reader.param_name(limit_param, f"{key}.limit_param")
     spec = PaginatorSpec(
         type=kind,
         limit=reader.integer(data.get("limit", start.limit), f"{key}.limit", low=1, high=100_000),
         offset_param=reader.param_name(data.get("offset_param", start.offset_param), f"{key}.offset_param"),
-        limit_param=reader.param_name(data.get("limit_param", start.limit_param), f"{key}.limit_param"),
+        limit_param=limit_param,
         total_path=data.get("total_path", start.total_path),
         total_header=data.get("total_header", start.total_header),
+        page_param=reader.param_name(data.get("page_param", start.page_param), f"{key}.page_param"),
+        base_page=reader.integer(data.get("base_page", start.base_page), f"{key}.base_page", low=0, high=1),
+        total_is=data.get("total_is", start.total_is),
+        next_url_path=data.get("next_url_path", start.next_url_path),
+        links_next_key=reader.param_name(data.get("links_next_key", start.links_next_key), f"{key}.links_next_key"),
+        cursor_path=data.get("cursor_path", start.cursor_path),
+        cursor_param=reader.param_name(data.get("cursor_param", start.cursor_param), f"{key}.cursor_param"),
+        stop_on_repeat=data.get("stop_on_repeat", start.stop_on_repeat),
+        max_pages_without_progress=reader.integer(
+            data.get("max_pages_without_progress", start.max_pages_without_progress),
+            f"{key}.max_pages_without_progress", low=1, high=10_000,
+        ),
     )
+    if not isinstance(spec.stop_on_repeat, bool):
+        raise reader.fail(f"{key}.stop_on_repeat", f"must be true or false, got {spec.stop_on_repeat!r}")
+    if spec.total_is not in ("pages", "records"):
+        raise reader.fail(f"{key}.total_is", f"must be pages or records, got {spec.total_is!r}")
     if spec.total_path is not None:
-        reader.string(spec.total_path, f"{key}.total_path")
-        try:
-            parse_selector(spec.total_path)
-        except ValueError as exc:
-            raise reader.fail(f"{key}.total_path", str(exc)) from None
+        _selector(reader, spec.total_path, f"{key}.total_path")
     if spec.total_header is not None:
         reader.param_name(spec.total_header, f"{key}.total_header")
     if spec.total_path and spec.total_header:
         raise reader.fail(key, "give total_path or total_header, not both")
-    if spec.offset_param == spec.limit_param:
-        raise reader.fail(f"{key}.limit_param", "must differ from offset_param")
+    if kind == "json_link":
+        if spec.next_url_path is None:
+            raise reader.fail(f"{key}.next_url_path", "is required for a json_link paginator (e.g. next, links.next)")
+        _selector(reader, spec.next_url_path, f"{key}.next_url_path")
+    if kind == "cursor":
+        if spec.cursor_path is None:
+            raise reader.fail(f"{key}.cursor_path", "is required for a cursor paginator (e.g. next_cursor)")
+        _selector(reader, spec.cursor_path, f"{key}.cursor_path")
+    own = {"offset": "offset_param", "page_number": "page_param", "cursor": "cursor_param"}.get(kind)
+    if own is not None and getattr(spec, own) == spec.limit_param:
+        raise reader.fail(f"{key}.limit_param", f"must differ from {own}")
     return spec
 
 
