@@ -118,3 +118,57 @@ def test_unreadable_and_invalid_yaml_files(tmp_path):
     broken.write_text("client: [unclosed\n")
     with pytest.raises(SpecError, match=rf"^{broken}: not valid YAML"):
         load_extracts(broken)
+
+
+def paginated(paginator: dict) -> dict:
+    return doc(endpoint={"path": "/p", "data_selector": "items", "paginator": paginator})
+
+
+@pytest.mark.parametrize(
+    ("paginator", "expected"),
+    [
+        ({"type": "page_number", "page_param": "_page", "base_page": 0, "total_path": "meta.pages"},
+         PaginatorSpec(type="page_number", limit=100, limit_param=None, page_param="_page", base_page=0,
+                       total_path="meta.pages")),
+        ({"type": "page_number", "limit": 25, "limit_param": "per_page", "total_header": "X-Total",
+          "total_is": "records"},
+         PaginatorSpec(type="page_number", limit=25, limit_param="per_page", total_header="X-Total",
+                       total_is="records")),
+        ({"type": "json_link", "next_url_path": "link[relation=next].url", "limit": 50, "limit_param": "_count"},
+         PaginatorSpec(type="json_link", limit=50, limit_param="_count", next_url_path="link[relation=next].url")),
+        ({"type": "header_link", "links_next_key": "next", "stop_on_repeat": False,
+          "max_pages_without_progress": 5},
+         PaginatorSpec(type="header_link", limit_param=None, stop_on_repeat=False, max_pages_without_progress=5)),
+        ({"type": "cursor", "cursor_path": "paging.next", "cursor_param": "after"},
+         PaginatorSpec(type="cursor", limit_param=None, cursor_path="paging.next", cursor_param="after")),
+    ],
+    ids=["page-number-pages", "page-number-records", "json-link", "header-link", "cursor"],
+)
+def test_every_paging_style_in_dlt_vocabulary(paginator, expected):
+    (spec,) = parse_extracts(paginated(paginator))
+    assert spec.paginator == expected
+
+
+@pytest.mark.parametrize(
+    ("paginator", "message"),
+    [
+        ({"type": "json_link"}, "key 'endpoint.paginator.next_url_path': is required for a json_link paginator"),
+        ({"type": "cursor"}, "key 'endpoint.paginator.cursor_path': is required for a cursor paginator"),
+        ({"type": "cursor", "cursor_path": "next", "offset_param": "skip"},
+         "key 'endpoint.paginator.offset_param': is not a known key"),
+        ({"type": "json_link", "next_url_path": "a[b"}, "key 'endpoint.paginator.next_url_path': 'a[b' is not a dotted"),
+        ({"type": "page_number", "total_is": "rows"}, "key 'endpoint.paginator.total_is': must be pages or records"),
+        ({"type": "page_number", "base_page": 2}, "key 'endpoint.paginator.base_page': must be a whole number from 0 to 1"),
+        ({"type": "page_number", "limit_param": "page"}, "key 'endpoint.paginator.limit_param': must differ from page_param"),
+        ({"type": "cursor", "cursor_path": "n", "cursor_param": "c;drop"},
+         "key 'endpoint.paginator.cursor_param': must be a plain query parameter name"),
+        ({"type": "header_link", "stop_on_repeat": "no"}, "key 'endpoint.paginator.stop_on_repeat': must be true or false"),
+        ({"type": "header_link", "max_pages_without_progress": 0},
+         "key 'endpoint.paginator.max_pages_without_progress': must be a whole number from 1 to 10000"),
+        ({"type": "offset", "limit_param": None}, "key 'endpoint.paginator.limit_param': must be a non-empty string"),
+    ],
+)
+def test_paging_style_mistakes_are_named(paginator, message):
+    with pytest.raises(SpecError) as raised:
+        parse_extracts(paginated(paginator), source_file="x.yaml")
+    assert str(raised.value).startswith("x.yaml: resource 'patients': " + message)
