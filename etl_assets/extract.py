@@ -44,7 +44,7 @@ from etl_assets import jsoncodec
 from etl_assets.resume import NO_RUNS
 from etl_assets.resume import holder as resume_holder
 from etl_assets.settings import Settings
-from etl_assets.sources import templates
+from etl_assets.sources import incremental, templates
 from etl_assets.sources.client import Page, SourceClient
 from etl_assets.sources.deadline import Deadline, DeadlineExceeded
 from etl_assets.sources.paginators import LoopGuard, PageRequest, Paginator, Position, build_paginator
@@ -105,6 +105,8 @@ class _ParsedPage:
     warnings: list[str]
     pointer: str | None = None
     """The next page's URL or cursor, for link and cursor paging."""
+    high_water: Any = None
+    """The page's largest incremental cursor value."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,8 @@ class ExtractResult:
     seconds: float = 0.0
     source_total: int | None = None
     warnings: list[str] = field(default_factory=list)
+    watermark: Any = None
+    """An incremental extract's watermark for its next run (the largest cursor value read)."""
 
     @property
     def rows_per_second(self) -> float:
@@ -156,7 +160,11 @@ class ExtractResult:
 
 
 def extract_parameters(
-    spec: ExtractSpec, base_url: str, redact: Redactor, resolved_params: Mapping[str, Any] | None = None
+    spec: ExtractSpec,
+    base_url: str,
+    redact: Redactor,
+    resolved_params: Mapping[str, Any] | None = None,
+    watermark: Any = None,
 ) -> dict[str, Any]:
     """What defines a logical run: a resume is only allowed when these are equal.
 
@@ -175,6 +183,13 @@ def extract_parameters(
         "primary_key": list(spec.primary_key),
         "paginator": _paginator_parameters(spec.paginator),
     }
+    if spec.incremental is not None:
+        # The window a run reads is part of what it is: a resume continues the same window.
+        parameters["incremental"] = {
+            "cursor_path": spec.incremental.cursor_path,
+            "param": spec.incremental.param,
+            "start_value": watermark,
+        }
     templated = {
         name: (resolved_params or {}).get(name)
         for name, value in spec.params.items()
@@ -200,14 +215,25 @@ def _paginator_parameters(spec: PaginatorSpec) -> dict[str, Any]:
     return {"type": spec.type, **{name: getattr(spec, name) for name in own[spec.type]}}
 
 
-def current_parameters(spec: ExtractSpec, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def current_parameters(
+    spec: ExtractSpec, environ: Mapping[str, str] | None = None, store: CheckpointStore | None = None
+) -> dict[str, Any]:
     """The parameters a run of ``spec`` would start with now (what a dry-run retry compares)."""
     redactor = Redactor()
     client = SourceClient(
         spec, deadline=Deadline(1), redactor=redactor, environ=os.environ if environ is None else environ,
         log=logging.getLogger("etl_assets"),
     )
-    return extract_parameters(spec, client.base_url, redactor, client.params)
+    watermark = current_watermark(spec, store) if store is not None else None
+    return extract_parameters(spec, client.base_url, redactor, client.params, watermark)
+
+
+def current_watermark(spec: ExtractSpec, store: CheckpointStore) -> Any:
+    """Where an incremental run of ``spec`` would start now; ``None`` for a full extract."""
+    if spec.incremental is None:
+        return None
+    last = store.last_success(spec.name)
+    return incremental.start_value(spec.incremental, last.run_context if last else None)
 
 
 def parameter_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -252,8 +278,11 @@ def run_extract(
     client = SourceClient(
         spec, deadline=deadline, redactor=redactor, environ=os.environ if environ is None else environ, log=log
     )
-    parameters = extract_parameters(spec, client.base_url, redactor, client.params)
     store.ensure_schema()
+    watermark = current_watermark(spec, store)
+    if spec.incremental is not None:
+        client.params[spec.incremental.param] = watermark
+    parameters = extract_parameters(spec, client.base_url, redactor, client.params, watermark)
     loader = StagingLoader(store.engine, spec.table_name, store.schema)
     loader.ensure_table()
     run = _Run(spec, store, loader, client, options, deadline, log, redactor, hooks or ExtractHooks())
@@ -321,6 +350,8 @@ class _Run:
         self.started = time.monotonic()
         self.selector = parse_selector(spec.data_selector)
         self.total_selector = parse_selector(spec.paginator.total_path) if spec.paginator.total_path else None
+        self.cursor_selector = spec.incremental.selector if spec.incremental else None
+        self.high_water: Any = None
         self.record: RunRecord | None = None
         self.context: dict[str, Any] = {}
         self.attempt: dict[str, Any] = {}
@@ -405,8 +436,12 @@ class _Run:
                 )
             else:
                 self.context = {"parameters": parameters, "attempts": [self.attempt]}
+                if self.spec.incremental is not None:
+                    start = parameters["incremental"]["start_value"]
+                    self.context["incremental"] = incremental.context_for(self.spec.incremental, start)
                 self.record = self.store.create(conn, name, self.context, me)
                 self.log.info(f"extract {name!r}: started dw_etl_runs run {self.record.run_id}")
+        self.high_water = (self.context.get("incremental") or {}).get("high_water")
         self.result = ExtractResult(
             extract=name,
             run_id=self.record.run_id,
@@ -527,7 +562,7 @@ class _Run:
                     )
                 for warning in parsed.prepared.warnings:
                     self._warn(warning)
-                self._commit(parsed.prepared, self._storable(paginator.state(), skip), skip)
+                self._commit(parsed.prepared, self._storable(paginator.state(), skip), skip, parsed.high_water)
                 self.result.source_total = parsed.total
                 if paginator.stopped_because:
                     self._warn(f"extract {self.spec.name!r}: loop guard: {paginator.stopped_because}")
@@ -590,7 +625,8 @@ class _Run:
         records, total, body = self._parse(page, skip, warnings)
         prepared = prepare_page(records, extract=self.spec.name, primary_key=self.spec.primary_key, skip=skip)
         pointer = paginator.read(body, page.headers, page.request_url)
-        return _ParsedPage(len(records), total, prepared, warnings, pointer)
+        high = incremental.page_high_water(records, self.cursor_selector) if self.cursor_selector else None
+        return _ParsedPage(len(records), total, prepared, warnings, pointer, high)
 
     def _parse(self, page: Page, skip: int, warnings: list[str]) -> tuple[list[Any], int | None, Any]:
         where = f"extract {self.spec.name!r}, skip={skip}, {page.url}"
@@ -635,9 +671,10 @@ class _Run:
             return None
         return raw
 
-    def _commit(self, prepared: Any, state: Position, skip: int) -> None:
+    def _commit(self, prepared: Any, state: Position, skip: int, page_high: Any = None) -> None:
         assert self.record is not None and self.result is not None
         records = self.committed_records + prepared.received
+        high_water = incremental.later(self.high_water, page_high)
         due = time.monotonic() - self.saved_at >= self.options.checkpoint_interval_seconds
         now = utcnow()
         me = self.options.dagster_run_id
@@ -646,7 +683,7 @@ class _Run:
         with conn.begin():
             write = self.loader.write(conn, prepared, run_id=self.record.run_id, now=now)
             if due:
-                self._set_checkpoint(state, records, now)
+                self._set_checkpoint(state, records, now, high_water)
                 owned = self.store.save(
                     conn, self.record.run_id, run_context=self.context, records_loaded=records, owner=me
                 )
@@ -663,6 +700,7 @@ class _Run:
                 self.hooks.before_commit(conn, skip, due)
         self.committed = state
         self.committed_records = records
+        self.high_water = high_water
         result = self.result
         result.records_fetched += prepared.received
         result.records_loaded = records
@@ -678,8 +716,11 @@ class _Run:
                 f"skip={state.skip} page_index={state.page_index} records={records}"
             )
 
-    def _set_checkpoint(self, state: Position, records: int, now: Any) -> None:
+    def _set_checkpoint(self, state: Position, records: int, now: Any, high_water: Any = None) -> None:
         self._update_attempt()
+        if "incremental" in self.context:
+            # The largest cursor value of the pages the checkpoint covers, saved with it.
+            self.context["incremental"]["high_water"] = high_water
         self.context["checkpoint"] = Checkpoint(
             state.skip, state.page_index, records, now, state.next_url, state.cursor
         ).to_json()
@@ -716,7 +757,7 @@ class _Run:
         self.result.requests = self.client.requests_made
         if self.lost_row:
             return
-        self._set_checkpoint(self.committed, self.committed_records, utcnow())
+        self._set_checkpoint(self.committed, self.committed_records, utcnow(), self.high_water)
         self.attempt.update(outcome=outcome, ended_at=utcnow().isoformat(), error=error)
         try:
             with self.store.transaction() as conn:
@@ -778,6 +819,11 @@ class _Run:
         self.attempt.update(outcome="success", ended_at=utcnow().isoformat())
         self.context.pop("checkpoint", None)
         self.context["source_total"] = self.result.source_total
+        if "incremental" in self.context:
+            state = self.context["incremental"]
+            state["high_water"] = self.high_water
+            state["watermark"] = incremental.next_watermark(state)
+            self.result.watermark = state["watermark"]
         if not self.store.save(
             conn,
             self.record.run_id,
@@ -830,6 +876,9 @@ class _Run:
             self.context["checkpoint"] = checkpoint.to_json()
             self.committed = Position(checkpoint.skip, checkpoint.page_index, checkpoint.next_url, checkpoint.cursor)
         self.committed_records = stored.records_loaded
+        self.high_water = (stored.run_context.get("incremental") or {}).get("high_water")
+        if "incremental" in self.context:
+            self.context["incremental"]["high_water"] = self.high_water
         return message if error is None else f"{error}; {message}"
 
     def _timeout_message(self, reason: str) -> str:

@@ -108,7 +108,7 @@ class Operations:
             raise RunConflictError(f"{where}: extract {row.job_name!r} is not defined in the extracts file")
         checkpoint = row.checkpoint
         try:
-            differences = parameter_differences(row.parameters, current_parameters(self.specs[row.job_name]))
+            differences = parameter_differences(row.parameters, current_parameters(self.specs[row.job_name], store=self.store))
         except EtlError as exc:
             raise RunConflictError(f"{where}: the extract cannot start: {exc}") from None
         if differences:

@@ -144,6 +144,18 @@ class CheckpointStore:
         with self.engine.connect() as conn:
             return [self._record(row) for row in conn.execute(query)]
 
+    def last_success(self, job_name: str) -> RunRecord | None:
+        """The extract's newest successful row (an incremental run's watermark comes from it)."""
+        query = (
+            sa.select(self.table)
+            .where(self.table.c.job_name == job_name, self.table.c.status == RunStatus.SUCCESS.value)
+            .order_by(self.table.c.run_id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return self._record(row) if row is not None else None
+
     def unfinished(self, conn: Connection, job_name: str) -> list[RunRecord]:
         """Rows of ``job_name`` that are ``running`` or ``failed`` with a checkpoint, or
         ``running`` without one (an abandoned start), newest first."""

@@ -75,6 +75,7 @@ def result_metadata(result: ExtractResult) -> dict[str, dg.MetadataValue]:
             dg.MetadataValue.int(result.source_total) if result.source_total is not None else dg.MetadataValue.null()
         ),
         "warnings": dg.MetadataValue.json(result.warnings),
+        **({"watermark": dg.MetadataValue.text(str(result.watermark))} if result.watermark is not None else {}),
     }
 
 

@@ -33,6 +33,7 @@ import yaml
 from etl_assets.errors import SpecError
 from etl_assets.settings import IDENTIFIER
 from etl_assets.sources import templates
+from etl_assets.sources.incremental import IncrementalSpec
 from etl_assets.sources.selectors import parse_selector
 
 PAGINATOR_TYPES = ("offset", "page_number", "json_link", "header_link", "cursor")
@@ -107,6 +108,7 @@ class ExtractSpec:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     description: str | None = None
     source_file: str = "<inline>"
+    incremental: IncrementalSpec | None = None
 
     @property
     def table_name(self) -> str:
@@ -406,7 +408,9 @@ def parse_extracts(document: Any, *, source_file: str = "<inline>") -> list[Extr
         endpoint_raw = res.get("endpoint")
         if isinstance(endpoint_raw, str):
             endpoint_raw = {"path": endpoint_raw}
-        endpoint = reader.mapping(endpoint_raw, "endpoint", {"path", "params", "data_selector", "paginator"})
+        endpoint = reader.mapping(
+            endpoint_raw, "endpoint", {"path", "params", "data_selector", "paginator", "incremental"}
+        )
         path = reader.string(endpoint.get("path"), "endpoint.path")
         if why := _path_problem(path):
             raise reader.fail("endpoint.path", f"must be a plain path starting with '/' ({why}), got {path!r}")
@@ -438,9 +442,52 @@ def parse_extracts(document: Any, *, source_file: str = "<inline>") -> list[Extr
                 max_in_flight=max_in_flight,
                 description=description,
                 source_file=source_file,
+                incremental=_incremental(reader, endpoint.get("incremental")),
             )
         )
+        _check_parameter_names(reader, specs[-1])
     return specs
+
+
+def _incremental(reader: _Reader, raw: Any) -> IncrementalSpec | None:
+    if raw is None:
+        return None
+    data = reader.mapping(raw, "endpoint.incremental", {"cursor_path", "param", "initial_value"})
+    for required in ("cursor_path", "param", "initial_value"):
+        if required not in data:
+            raise reader.fail(f"endpoint.incremental.{required}", "is required for an incremental extract")
+    initial = data["initial_value"]
+    if isinstance(initial, str):
+        reader.printable(initial, "endpoint.incremental.initial_value")
+    elif isinstance(initial, bool) or not isinstance(initial, int | float):
+        raise reader.fail("endpoint.incremental.initial_value", f"must be a string or a number, got {initial!r}")
+    return IncrementalSpec(
+        cursor_path=_selector(reader, data["cursor_path"], "endpoint.incremental.cursor_path"),
+        param=reader.param_name(data["param"], "endpoint.incremental.param"),
+        initial_value=initial,
+    )
+
+
+def _check_parameter_names(reader: _Reader, spec: ExtractSpec) -> None:
+    """A query parameter has one owner: the endpoint, the paginator or the watermark."""
+    paginator = spec.paginator
+    owned = {
+        "offset": [("offset_param", paginator.offset_param)],
+        "page_number": [("page_param", paginator.page_param)],
+        "cursor": [("cursor_param", paginator.cursor_param)],
+    }.get(paginator.type, [])
+    if paginator.limit_param:
+        owned.append(("limit_param", paginator.limit_param))
+    if spec.incremental is not None:
+        owned.append(("incremental.param", spec.incremental.param))
+    seen: dict[str, str] = {}
+    for key, name in owned:
+        if name in seen:
+            raise reader.fail(f"endpoint.{key}" if key.startswith("incremental") else f"paginator.{key}",
+                              f"{name!r} is already sent as {seen[name]}")
+        if key.startswith("incremental") and name in spec.params:
+            raise reader.fail("endpoint.incremental.param", f"{name!r} is also in endpoint.params; the watermark sends it")
+        seen[name] = key
 
 
 def load_extracts(path: str | Path) -> list[ExtractSpec]:
