@@ -153,6 +153,8 @@ class ExtractResult:
     warnings: list[str] = field(default_factory=list)
     watermark: Any = None
     """An incremental extract's watermark for its next run (the largest cursor value read)."""
+    drift: dict[str, Any] | None = None
+    """How the source's total moved during an offset run, and what the re-read found."""
 
     @property
     def rows_per_second(self) -> float:
@@ -211,6 +213,7 @@ def _paginator_parameters(spec: PaginatorSpec) -> dict[str, Any]:
         "json_link": ("next_url_path",),
         "header_link": ("links_next_key",),
         "cursor": ("cursor_path", "cursor_param"),
+        "keyset": ("cursor_path", "cursor_param"),
     }
     return {"type": spec.type, **{name: getattr(spec, name) for name in own[spec.type]}}
 
@@ -289,6 +292,50 @@ def run_extract(
     run.claim(parameters, holder)
     with client, Heartbeat(store, run.record.run_id, options.dagster_run_id, lease / 3, log):
         return run.execute()
+
+
+class DriftWatch:
+    """Watches an offset run's source total, in ``run_context["drift"]`` so it survives resumes.
+
+    Offset paging over a source that gains or loses records mid-run shifts records across page
+    boundaries: a record can be read twice or never. The total is the only sign an API gives, so
+    a total that moves makes the run re-read the range it had passed once, before it succeeds.
+    """
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        self.state: dict[str, Any] = context.setdefault("drift", {"total_at_start": None, "changes": []})
+
+    def saw(self, skip: int, total: int | None) -> None:
+        state = self.state
+        if total is None:
+            return
+        if state["total_at_start"] is None:
+            state["total_at_start"] = total
+        last = state.get("total_at_end", state["total_at_start"])
+        if total != last:
+            state["changes"] = (state["changes"] + [{"skip": skip, "from": last, "to": total}])[-20:]
+            state["last_change_skip"] = skip
+        state["total_at_end"] = total
+
+    @property
+    def needs_reread(self) -> bool:
+        return bool(self.state["changes"]) and self.state.get("status") in (None, "rereading")
+
+    def start_reread(self, end: int) -> dict[str, Any]:
+        self.state.update(status="rereading", reread_to=end, reread_totals=[])
+        return self.state
+
+    def saw_in_reread(self, total: int | None) -> None:
+        if total is not None:
+            self.state["reread_totals"].append(total)
+
+    def finish_reread(self, found: int, changed: int) -> dict[str, Any]:
+        totals = self.state["reread_totals"]
+        moved = len(set(totals)) > 1 or (totals and totals[0] != self.state["total_at_end"])
+        self.state.update(status="unresolved" if moved else "reread", reread_found=found, reread_changed=changed)
+        if totals:
+            self.state["reread_totals"] = [totals[0], totals[-1]]
+        return self.state
 
 
 class Heartbeat:
@@ -528,6 +575,8 @@ class _Run:
         workers = ThreadPoolExecutor(1, thread_name_prefix=f"etl-parse-{self.spec.name}")
         stride = spec.limit
         warned_total = False
+        drift = DriftWatch(self.context) if spec.type == "offset" else None
+        guard_stopped = False
         # One connection for every page of the run: no pool checkout and liveness ping per
         # page, and the loader's session-local page table is created once.
         self.page_conn = self.store.engine.connect()
@@ -543,7 +592,10 @@ class _Run:
                         f"extract {self.spec.name!r}: loop guard: the page at skip={skip} "
                         f"(page {paginator.page_index + 1}) is not written and the run stops: {why}"
                     )
+                    guard_stopped = True
                     break
+                if drift is not None:
+                    drift.saw(skip, parsed.total)
                 paginator.advance(parsed.count, parsed.total, parsed.pointer)
                 stride = parsed.count or stride
                 if window and window[0].skip != paginator.skip:
@@ -566,6 +618,8 @@ class _Run:
                 self.result.source_total = parsed.total
                 if paginator.stopped_because:
                     self._warn(f"extract {self.spec.name!r}: loop guard: {paginator.stopped_because}")
+            if drift is not None and not guard_stopped and drift.needs_reread:
+                self._reread(drift, paginator)
         finally:
             self._drop(window)
             workers.shutdown(wait=True, cancel_futures=True)
@@ -577,6 +631,65 @@ class _Run:
                     f"extract {self.spec.name!r}: the source's total ({self.result.source_total}) disagreed "
                     f"with the records seen ({self.committed_records})"
                 )
+
+    def _reread(self, drift: "DriftWatch", paginator: Paginator) -> None:
+        """Read the range the source's moving total may have shifted once more, writing pages
+        without moving the checkpoint: records that slid across a page boundary while the run
+        passed them are caught, and the run says what it found."""
+        assert self.result is not None
+        end = min(drift.state["last_change_skip"] + self.spec.paginator.limit, self.committed.skip)
+        state = drift.start_reread(end)
+        self._warn(
+            f"extract {self.spec.name!r}: the source's total moved during the run ({state['total_at_start']} at the "
+            f"start, {state['total_at_end']} at the end, first change seen at skip={state['changes'][0]['skip']}): "
+            f"offset paging may have skipped or repeated records; re-reading skip=0 to {end}"
+        )
+        before = (self.result.inserted, self.result.updated)
+        skip = 0
+        while skip < end:
+            fetch = self.client.submit(paginator.request_params(skip))
+            parsed = self._parse_fetched(fetch, skip, paginator)
+            drift.saw_in_reread(parsed.total)
+            if parsed.count:
+                self._write_only(parsed.prepared, skip)
+            if parsed.count < self.spec.paginator.limit:
+                break
+            skip += parsed.count
+        found, changed = self.result.inserted - before[0], self.result.updated - before[1]
+        state = drift.finish_reread(found, changed)
+        message = (
+            f"extract {self.spec.name!r}: the re-read of skip=0 to {end} found {found} records the first pass "
+            f"had missed and {changed} changed since"
+        )
+        if state["status"] == "unresolved":
+            message += (
+                f"; the total moved again during the re-read ({state['reread_totals'][0]} -> "
+                f"{state['reread_totals'][-1]}): records may still be missing. Use keyset paging or a stable "
+                "order_by parameter, or run again when the source is quiet"
+            )
+        self._warn(message)
+
+    def _write_only(self, prepared: Any, skip: int) -> None:
+        """Write a re-read page in its own transaction, renewing the lease but leaving the
+        checkpoint and the run's record count where they are."""
+        assert self.record is not None and self.result is not None and self.page_conn is not None
+        with self.page_conn.begin():
+            write = self.loader.write(self.page_conn, prepared, run_id=self.record.run_id, now=utcnow())
+            if not self.store.touch(self.page_conn, self.record.run_id, records_loaded=self.committed_records,
+                                    owner=self.options.dagster_run_id):
+                self.lost_row = True
+                raise ExtractAlreadyRunningError(
+                    f"extract {self.spec.name!r}: another run took over dw_etl_runs run {self.record.run_id} "
+                    f"while it re-read skip={skip}",
+                    extract=self.spec.name,
+                )
+        result = self.result
+        result.records_fetched += prepared.received
+        result.inserted += write.inserted
+        result.updated += write.updated
+        result.unchanged += write.unchanged
+        result.duplicates += prepared.duplicates
+        result.pages += 1
 
     def _storable(self, position: Position, skip: int) -> Position:
         """The position as it may be stored: a next URL without the parameters that repeat the
@@ -624,7 +737,7 @@ class _Run:
         warnings: list[str] = []
         records, total, body = self._parse(page, skip, warnings)
         prepared = prepare_page(records, extract=self.spec.name, primary_key=self.spec.primary_key, skip=skip)
-        pointer = paginator.read(body, page.headers, page.request_url)
+        pointer = paginator.read(body, page.headers, page.request_url, records)
         high = incremental.page_high_water(records, self.cursor_selector) if self.cursor_selector else None
         return _ParsedPage(len(records), total, prepared, warnings, pointer, high)
 
@@ -819,6 +932,8 @@ class _Run:
         self.attempt.update(outcome="success", ended_at=utcnow().isoformat())
         self.context.pop("checkpoint", None)
         self.context["source_total"] = self.result.source_total
+        if (self.context.get("drift") or {}).get("changes"):
+            self.result.drift = self.context["drift"]
         if "incremental" in self.context:
             state = self.context["incremental"]
             state["high_water"] = self.high_water

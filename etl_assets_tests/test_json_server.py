@@ -44,7 +44,7 @@ def patients_db(tmp_path_factory) -> tuple[Path, list[dict]]:
     return db, records
 
 
-def start_json_server(db: Path, delay_ms: int = 0, version: str = "0.17.4"):
+def start_json_server(db: Path, delay_ms: int = 0, version: str = "0.17.4", writable: bool = False):
     binary = BINARIES[version]
     if not binary.exists() or shutil.which("node") is None:
         message = f"json-server {version} is not installed at {binary} (run `make node`)"
@@ -54,7 +54,7 @@ def start_json_server(db: Path, delay_ms: int = 0, version: str = "0.17.4"):
     port = free_port()
     args = ["node", str(binary), "--host", "127.0.0.1", "--port", str(port)]
     if version == "0.17.4":
-        args += ["--read-only", "--quiet"]
+        args += ["--quiet"] if writable else ["--read-only", "--quiet"]
     if delay_ms:
         args += ["--delay", str(delay_ms)]
     process = subprocess.Popen([*args, str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

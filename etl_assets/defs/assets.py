@@ -76,6 +76,7 @@ def result_metadata(result: ExtractResult) -> dict[str, dg.MetadataValue]:
         ),
         "warnings": dg.MetadataValue.json(result.warnings),
         **({"watermark": dg.MetadataValue.text(str(result.watermark))} if result.watermark is not None else {}),
+        **({"drift": dg.MetadataValue.json(result.drift)} if result.drift else {}),
     }
 
 

@@ -5,7 +5,9 @@
 are served in the other common paging styles too: ``/paged/{collection}?page=P&per_page=N``
 (``{"page", "items"}``, no total), ``/cursor/{collection}?cursor=C&limit=L`` (``{"items",
 "next_cursor"}``, an opaque token) and ``/fhir/{collection}?_count=N&_offset=S`` (a FHIR
-``searchset`` Bundle with ``entry[*].resource`` and a ``next`` link). Everything a
+``searchset`` Bundle with ``entry[*].resource`` and a ``next`` link), and
+``/keyset/{collection}?id_gt=K&limit=L`` (``{"items"}``, records with an integer ``id`` above
+``K`` in id order). Everything a
 test needs to provoke and observe an extractor's failure handling lives on
 :class:`DemoSource`: artificial latency, a page size cap, a wrong ``total``, faults, and a
 log of every data request with what was actually served. The same knobs are reachable
@@ -331,6 +333,10 @@ class _DataEndpoint:
             skip, skip_error = _parse_param(params, "_offset", 0, MAX_SKIP_PARAM)
             limit, limit_error = _parse_param(params, "_count", DEFAULT_LIMIT, MAX_LIMIT_PARAM)
             return skip, skip_error, limit, limit_error
+        if self.style == "keyset":
+            limit, limit_error = _parse_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT_PARAM)
+            after, after_error = _parse_param(params, "id_gt", -1, MAX_SKIP_PARAM)
+            return after, after_error, limit, limit_error
         if self.style == "cursor":
             limit, limit_error = _parse_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT_PARAM)
             token = params.get("cursor")
@@ -351,10 +357,16 @@ class _DataEndpoint:
         count = len(collection)
         if self.style == "paged" and source.repeat_last_page and skip >= count > 0 and size > 0:
             skip = (count - 1) // size * size  # json-server 1.0 serves the last page again
+        if self.style == "keyset":
+            # ``skip`` holds ``id_gt`` here: records are served in id order after it.
+            everything = collection.page(0, count)
+            skip = sum(1 for record in everything if record.get("id", 0) <= skip)
         items = collection.page(skip, size)
         total = source.total_overrides.get(name, count)
         if self.style == "paged":
             return _dumps({"page": skip // max(size, 1) + 1, "items": items}), []
+        if self.style == "keyset":
+            return _dumps({"items": items}), []
         if self.style == "cursor":
             after = skip + len(items)
             cursor = f"c-{after:x}" if items and after < count else None
@@ -511,6 +523,7 @@ def create_app(source: DemoSource) -> Starlette:
             Route("/paged/{collection}", _DataEndpoint(source, stopping, "paged"), methods=["GET"]),
             Route("/cursor/{collection}", _DataEndpoint(source, stopping, "cursor"), methods=["GET"]),
             Route("/fhir/{collection}", _DataEndpoint(source, stopping, "fhir"), methods=["GET"]),
+            Route("/keyset/{collection}", _DataEndpoint(source, stopping, "keyset"), methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error},
     )

@@ -9,7 +9,8 @@ exactly where an earlier one stopped. Every style keeps ``skip`` (records read s
 
 The styles, named as in dlt: ``offset``, ``page_number``, ``json_link`` (next URL at a path in
 the body), ``header_link`` (RFC 8288 ``Link: <...>; rel="next"``) and ``cursor`` (a token at a
-path in the body, sent back as a parameter).
+path in the body, sent back as a parameter); and ``keyset`` (the last record's key sent back as
+``id > last``), which cannot drift when records come and go during a run.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Paginator:
     def request_at(self, skip: int) -> PageRequest:
         raise NotImplementedError(f"{type(self).__name__} reads one page at a time")
 
-    def read(self, body: Any, headers: Any, url: str) -> str | None:
+    def read(self, body: Any, headers: Any, url: str, records: list[Any]) -> str | None:
         """The pointer to the page after this one (a URL or a cursor), or ``None``."""
         return None
 
@@ -247,7 +248,7 @@ class JSONLinkPaginator(_LinkPaginator):
         assert spec.next_url_path is not None
         self.selector = parse_selector(spec.next_url_path)
 
-    def read(self, body: Any, headers: Any, url: str) -> str | None:
+    def read(self, body: Any, headers: Any, url: str, records: list[Any]) -> str | None:
         found = select(body, self.selector)
         return urljoin(url, found) if isinstance(found, str) and found.strip() else None
 
@@ -273,7 +274,7 @@ class HeaderLinkPaginator(_LinkPaginator):
     """The next page's URL in the ``Link`` header (``rel="next"``, or ``links_next_key``), as
     GitHub and json-server 0.17 send it; no such link ends the run."""
 
-    def read(self, body: Any, headers: Any, url: str) -> str | None:
+    def read(self, body: Any, headers: Any, url: str, records: list[Any]) -> str | None:
         values = headers.get_list("link") if hasattr(headers, "get_list") else [headers.get("link") or ""]
         links = parse_link_header(", ".join(v for v in values if v))
         found = links.get(self.spec.links_next_key.lower())
@@ -300,7 +301,7 @@ class CursorPaginator(_PointerPaginator):
             params[self.spec.cursor_param] = self.pointer
         return PageRequest(self.skip, params)
 
-    def read(self, body: Any, headers: Any, url: str) -> str | None:
+    def read(self, body: Any, headers: Any, url: str, records: list[Any]) -> str | None:
         found = select(body, self.selector)
         if found is MISSING or found is None or isinstance(found, bool) or found == "":
             return None
@@ -312,12 +313,45 @@ class CursorPaginator(_PointerPaginator):
         return Position(skip=self.skip, page_index=self.page_index, cursor=self.pointer)
 
 
+class KeysetPaginator(CursorPaginator):
+    """Keyset paging: the next page is asked for as ``key_param`` greater than the last record's
+    ``key_path`` (``?id_gt=120``). Unlike offsets it cannot drift when records are added or
+    removed during a run, so it is the style to choose where the API can filter and sort by a
+    unique key; the API must return records in that key's order."""
+
+    kind = "key"
+
+    def __init__(self, spec: PaginatorSpec, start: Position | None = None) -> None:
+        Paginator.__init__(self, spec, start)
+        start = start or Position()
+        self.pointer = start.cursor
+        self.seen = {self.pointer} if self.pointer else set()
+        assert spec.cursor_path is not None
+        self.selector = parse_selector(spec.cursor_path)
+
+    def read(self, body: Any, headers: Any, url: str, records: list[Any]) -> str | None:
+        if not records:
+            return None
+        found = select(records[-1], self.selector)
+        if found is MISSING or found is None or isinstance(found, bool) or found == "":
+            return None
+        if isinstance(found, int | str) or (isinstance(found, float) and math.isfinite(found)):
+            return str(found)
+        return None
+
+    def advance(self, count: int, total: int | None, pointer: str | None) -> None:
+        super().advance(count, total, pointer)
+        if self.has_next and self._short_page(count):
+            self.has_next = False
+
+
 PAGINATORS: dict[str, type[Paginator]] = {
     "offset": OffsetPaginator,
     "page_number": PageNumberPaginator,
     "json_link": JSONLinkPaginator,
     "header_link": HeaderLinkPaginator,
     "cursor": CursorPaginator,
+    "keyset": KeysetPaginator,
 }
 
 

@@ -36,7 +36,7 @@ from etl_assets.sources import templates
 from etl_assets.sources.incremental import IncrementalSpec
 from etl_assets.sources.selectors import parse_selector
 
-PAGINATOR_TYPES = ("offset", "page_number", "json_link", "header_link", "cursor")
+PAGINATOR_TYPES = ("offset", "page_number", "json_link", "header_link", "cursor", "keyset")
 MAX_NAME_LENGTH = 59  # "stg_" + name must fit PostgreSQL's 63-character identifiers
 DEFAULT_MAX_IN_FLIGHT = 4
 """Requests in flight for offset paging with a known total. Measured in ``bench/``: with
@@ -230,6 +230,7 @@ _TYPE_KEYS: dict[str, set[str]] = {
     "json_link": {"next_url_path"},
     "header_link": {"links_next_key"},
     "cursor": {"cursor_path", "cursor_param"},
+    "keyset": {"cursor_path", "cursor_param"},
 }
 
 
@@ -290,11 +291,13 @@ def _paginator(reader: _Reader, raw: Any, key: str, base: PaginatorSpec | None) 
         if spec.next_url_path is None:
             raise reader.fail(f"{key}.next_url_path", "is required for a json_link paginator (e.g. next, links.next)")
         _selector(reader, spec.next_url_path, f"{key}.next_url_path")
-    if kind == "cursor":
+    if kind in ("cursor", "keyset"):
         if spec.cursor_path is None:
-            raise reader.fail(f"{key}.cursor_path", "is required for a cursor paginator (e.g. next_cursor)")
+            example = "next_cursor" if kind == "cursor" else "id, the key the API sorts by"
+            raise reader.fail(f"{key}.cursor_path", f"is required for a {kind} paginator (e.g. {example})")
         _selector(reader, spec.cursor_path, f"{key}.cursor_path")
-    own = {"offset": "offset_param", "page_number": "page_param", "cursor": "cursor_param"}.get(kind)
+    own = {"offset": "offset_param", "page_number": "page_param", "cursor": "cursor_param",
+           "keyset": "cursor_param"}.get(kind)
     if own is not None and getattr(spec, own) == spec.limit_param:
         raise reader.fail(f"{key}.limit_param", f"must differ from {own}")
     return spec
@@ -475,6 +478,7 @@ def _check_parameter_names(reader: _Reader, spec: ExtractSpec) -> None:
         "offset": [("offset_param", paginator.offset_param)],
         "page_number": [("page_param", paginator.page_param)],
         "cursor": [("cursor_param", paginator.cursor_param)],
+        "keyset": [("cursor_param", paginator.cursor_param)],
     }.get(paginator.type, [])
     if paginator.limit_param:
         owned.append(("limit_param", paginator.limit_param))

@@ -97,9 +97,9 @@ def test_cursor_tokens_resume_and_stop_on_a_repeat_or_an_end():
     spec = PaginatorSpec(type="cursor", cursor_path="meta.next", cursor_param="after", limit=5, limit_param="n")
     paginator = CursorPaginator(spec, Position(skip=10, page_index=2, cursor="t2"))
     assert paginator.next_request() == PageRequest(10, {"n": 5, "after": "t2"})
-    assert paginator.read({"meta": {"next": 42}}, httpx.Headers(), "http://h/x") == "42"
-    assert paginator.read({"meta": {"next": ""}}, httpx.Headers(), "http://h/x") is None
-    assert paginator.read({"meta": {"next": True}}, httpx.Headers(), "http://h/x") is None
+    assert paginator.read({"meta": {"next": 42}}, httpx.Headers(), "http://h/x", []) == "42"
+    assert paginator.read({"meta": {"next": ""}}, httpx.Headers(), "http://h/x", []) is None
+    assert paginator.read({"meta": {"next": True}}, httpx.Headers(), "http://h/x", []) is None
     paginator.advance(5, None, "t3")
     assert paginator.state() == Position(skip=15, page_index=3, cursor="t3")
     paginator.advance(5, None, "t2")  # the token the run resumed from: a cycle
@@ -112,15 +112,15 @@ def test_cursor_tokens_resume_and_stop_on_a_repeat_or_an_end():
 def test_links_resolve_against_the_page_and_header_links_follow_rfc_8288():
     body = {"link": [{"relation": "self", "url": "a"}, {"relation": "next", "url": "/api/x?page=2"}]}
     json_link = JSONLinkPaginator(PaginatorSpec(type="json_link", next_url_path="link[relation=next].url"))
-    assert json_link.read(body, httpx.Headers(), "http://h:8/api/x?page=1") == "http://h:8/api/x?page=2"
-    assert json_link.read({"link": []}, httpx.Headers(), "http://h/x") is None
+    assert json_link.read(body, httpx.Headers(), "http://h:8/api/x?page=1", []) == "http://h:8/api/x?page=2"
+    assert json_link.read({"link": []}, httpx.Headers(), "http://h/x", []) is None
 
     header = '<http://h/x?page=1>; rel="first", <x?page=3>; rel="next last"; title="n, m", <http://h/y>; rel=prev'
     assert parse_link_header(header) == {"first": "http://h/x?page=1", "next": "x?page=3", "last": "x?page=3",
                                          "prev": "http://h/y"}
     links = HeaderLinkPaginator(PaginatorSpec(type="header_link", limit_param=None))
-    assert links.read(None, httpx.Headers({"Link": header}), "http://h/api/x") == "http://h/api/x?page=3"
-    assert links.read(None, httpx.Headers(), "http://h/api/x") is None
+    assert links.read(None, httpx.Headers({"Link": header}), "http://h/api/x", []) == "http://h/api/x?page=3"
+    assert links.read(None, httpx.Headers(), "http://h/api/x", []) is None
     assert links.next_request() == PageRequest(0, {})
 
 

@@ -75,7 +75,7 @@ def test_resource_paginator_overrides_client_paginator():
         ({"endpoint": {"path": "/p", "params": {"q": {"nested": 1}}}}, "key 'endpoint.params.q'"),
         ({"endpoint": {"path": "/p", "params": {"q": "${BROKEN"}}}, "key 'endpoint.params.q'"),
         ({"endpoint": {"path": "/p", "paginator": {"type": "graphql"}}},
-         "key 'endpoint.paginator.type': must be one of offset, page_number, json_link, header_link, cursor, got 'graphql'"),
+         "key 'endpoint.paginator.type': must be one of offset, page_number, json_link, header_link, cursor, keyset, got 'graphql'"),
         ({"endpoint": {"path": "/p", "paginator": {"limit": 0}}}, "key 'endpoint.paginator.limit'"),
         ({"endpoint": {"path": "/p", "paginator": {"limit": "ten"}}}, "key 'endpoint.paginator.limit'"),
         ({"endpoint": {"path": "/p", "pagesize": 3}}, "key 'endpoint.pagesize': is not a known key"),
