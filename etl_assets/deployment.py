@@ -21,10 +21,14 @@ from etl_assets.errors import LaunchError, SettingsError
 from etl_assets.operations import Operations
 from etl_assets.resume import DagsterRunInfo, RunLookup
 from etl_assets.settings import Settings
+from etl_assets.defs.sensors import ASSET_JOB
+from etl_assets.sources.partitions import PARTITION_TAG, partition_job_name
 from etl_assets.sources.spec import load_extracts
 from etl_assets.warehouse.engine import create_warehouse_engine
 
-ASSET_JOB = "all_extracts"
+def job_of(extract: str, tags: dict[str, str]) -> str:
+    """The job a run of ``extract`` goes through: its own for a partition, else the shared one."""
+    return partition_job_name(extract) if PARTITION_TAG in tags else ASSET_JOB
 
 
 class WebserverLauncher:
@@ -50,7 +54,7 @@ class WebserverLauncher:
     def launch(self, extract: str, run_config: dict[str, Any], tags: dict[str, str]) -> str:
         try:
             return self.client.submit_job_execution(
-                ASSET_JOB, run_config=run_config, tags=tags, asset_selection=[dg.AssetKey(extract)]
+                job_of(extract, tags), run_config=run_config, tags=tags, asset_selection=[dg.AssetKey(extract)]
             )
         except Exception as exc:  # GraphQL, transport and HTTP errors alike
             raise LaunchError(
@@ -91,7 +95,7 @@ class InProcessLauncher:
     go one at a time (see ``_IN_PROCESS_RUNS``)."""
 
     def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, *, background: bool) -> None:
-        self.job = defs.resolve_job_def(ASSET_JOB)
+        self.defs = defs
         self.instance = instance
         self.background = background
         self.threads: list[threading.Thread] = []
@@ -107,12 +111,16 @@ class InProcessLauncher:
     def _execute(
         self, extract: str, run_config: dict[str, Any], tags: dict[str, str], run_id: str
     ) -> dg.ExecuteInProcessResult:
-        result = self.job.execute_in_process(
+        tags = dict(tags)
+        partition = tags.pop(PARTITION_TAG, None)
+        job = self.defs.resolve_job_def(job_of(extract, {PARTITION_TAG: partition} if partition else {}))
+        result = job.execute_in_process(
             run_config=run_config,
             instance=self.instance,
             asset_selection=[dg.AssetKey(extract)],
             run_id=run_id,
             tags=tags,
+            partition_key=partition,
             raise_on_error=False,
         )
         self.results[run_id] = result

@@ -47,6 +47,7 @@ from etl_assets.settings import Settings
 from etl_assets.sources import incremental, templates
 from etl_assets.sources.client import Page, SourceClient
 from etl_assets.sources.deadline import Deadline, DeadlineExceeded
+from etl_assets.sources.partitions import PartitionWindow, partition_key
 from etl_assets.sources.paginators import LoopGuard, PageRequest, Paginator, Position, build_paginator
 from etl_assets.sources.secrets import Redactor, strip_userinfo
 from etl_assets.sources.selectors import MISSING, parse_selector, select
@@ -93,6 +94,8 @@ class ExtractOptions:
     resume_from_checkpoint: bool = True
     dagster_run_id: str | None = None
     resume_run_id: int | None = None
+    partition: PartitionWindow | None = None
+    """The time window of a partitioned extract's run (the Dagster partition)."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,23 @@ def parameter_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix
     return out
 
 
+def _partition_window(spec: ExtractSpec, options: ExtractOptions) -> PartitionWindow | None:
+    if spec.partitions is None:
+        if options.partition is not None:
+            raise ExtractError(f"extract {spec.name!r} is not partitioned; it was given partition "
+                               f"{options.partition.key!r}", extract=spec.name)
+        return None
+    if options.partition is None:
+        raise ExtractError(
+            f"extract {spec.name!r} is partitioned ({spec.partitions.period} from {spec.partitions.start}): "
+            "materialize one partition or a range of them (a backfill), e.g. "
+            f"`dagster asset materialize -m etl_assets.definitions --select {spec.name} --partition "
+            f"{spec.partitions.start}`",
+            extract=spec.name,
+        )
+    return options.partition
+
+
 def run_extract(
     spec: ExtractSpec,
     store: CheckpointStore,
@@ -285,7 +305,13 @@ def run_extract(
     watermark = current_watermark(spec, store)
     if spec.incremental is not None:
         client.params[spec.incremental.param] = watermark
+    window = _partition_window(spec, options)
+    if window is not None:
+        assert spec.partitions is not None
+        client.params.update(window.params(spec.partitions))
     parameters = extract_parameters(spec, client.base_url, redactor, client.params, watermark)
+    if window is not None:
+        parameters["partition"] = window.parameters()
     loader = StagingLoader(store.engine, spec.table_name, store.schema)
     loader.ensure_table()
     run = _Run(spec, store, loader, client, options, deadline, log, redactor, hooks or ExtractHooks())
@@ -417,9 +443,12 @@ class _Run:
         wanted = self.options.resume_run_id
         with self.store.transaction() as conn:
             self.store.lock_extract(conn, name)
-            candidates = self.store.unfinished(conn, name)
+            # A partition is a logical run of its own: rows of other partitions are not this
+            # run's to resume or retire.
+            mine = partition_key(parameters)
+            candidates = [c for c in self.store.unfinished(conn, name) if partition_key(c.parameters) == mine]
             if wanted is not None:
-                candidates = self._wanted_first(conn, candidates, wanted)
+                candidates = self._wanted_first(conn, candidates, wanted, mine)
             resume: RunRecord | None = None
             for row in candidates:
                 if row.dagster_run_id == me and me is not None:
@@ -496,7 +525,9 @@ class _Run:
             resumed_from_skip=self.committed.skip if resume is not None else None,
         )
 
-    def _wanted_first(self, conn: Connection, candidates: list[RunRecord], wanted: int) -> list[RunRecord]:
+    def _wanted_first(
+        self, conn: Connection, candidates: list[RunRecord], wanted: int, partition: str | None
+    ) -> list[RunRecord]:
         """Put the row a caller asked to resume first, or say why it cannot be resumed."""
         name = self.spec.name
         row = self.store.get(wanted, conn)
@@ -509,6 +540,12 @@ class _Run:
         if row.status is RunStatus.SUCCESS:
             raise ExtractError(
                 f"extract {name!r}: dw_etl_runs run {wanted} already succeeded; there is nothing to resume",
+                extract=name,
+            )
+        if partition_key(row.parameters) != partition:
+            raise ExtractError(
+                f"extract {name!r}: dw_etl_runs run {wanted} is partition {partition_key(row.parameters)!r}, "
+                f"not {partition!r}; resume it in its own partition",
                 extract=name,
             )
         others = [c for c in candidates if c.run_id != wanted]

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from etl_assets.checkpoints import CheckpointStore, RunRecord, RunStatus, utcnow
 from etl_assets.errors import EtlError, RunConflictError, RunNotFoundError
 from etl_assets.extract import current_parameters, parameter_differences
+from etl_assets.sources.partitions import PARTITION_TAG, partition_key
 from etl_assets.resume import RESUME_TAG, RunLookup, holder, operator_reset, resume_state
 from etl_assets.sources.spec import ExtractSpec
 
@@ -124,7 +125,11 @@ class Operations:
             records_loaded=checkpoint.total_records if checkpoint else 0,
             parameters=row.parameters,
             run_config=retry_run_config(row.job_name, row.run_id),
-            tags={RESUME_TAG: str(row.run_id), "etl_assets/launched_by": self.launched_by},
+            tags={
+                RESUME_TAG: str(row.run_id),
+                "etl_assets/launched_by": self.launched_by,
+                **({PARTITION_TAG: partition} if (partition := partition_key(row.parameters)) else {}),
+            },
         )
 
     def retry(self, run_id: int, launcher: Launcher) -> tuple[RetryPlan, str]:

@@ -168,7 +168,8 @@ class CheckpointStore:
         return [r for r in rows if r.checkpoint is not None or r.status is RunStatus.RUNNING]
 
     def latest_resumable(self) -> list[RunRecord]:
-        """The newest ``running``/``failed`` row with a checkpoint of each extract.
+        """The newest ``running``/``failed`` row with a checkpoint of each extract (of each
+        partition, for a partitioned one).
 
         Only the newest: a run always resumes its extract's newest row and retires the
         others, so relaunching an older one would supersede newer progress. The checkpoint is
@@ -179,13 +180,17 @@ class CheckpointStore:
             .where(self.table.c.status.in_(RESUMABLE))
             .order_by(self.table.c.run_id.desc())
         )
-        newest: dict[str, RunRecord] = {}
+        newest: dict[tuple[str, Any], RunRecord] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(query):
                 record = self._record(row)
-                if record.job_name in newest:
+                partition = record.run_context.get("parameters", {}).get("partition") if isinstance(
+                    record.run_context.get("parameters"), dict) else None
+                # Each partition of a partitioned extract is a logical run of its own.
+                key = (record.job_name, partition.get("key") if isinstance(partition, dict) else None)
+                if key in newest:
                     continue
-                newest[record.job_name] = record
+                newest[key] = record
         return [r for r in newest.values() if r.run_context.get("checkpoint")]
 
     def write_context(

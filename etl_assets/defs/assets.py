@@ -4,6 +4,8 @@ No ``from __future__ import annotations`` here: Dagster reads the ``Config`` ann
 of the asset function at definition time and cannot resolve it from a string.
 """
 
+from dataclasses import replace
+
 import dagster as dg
 from pydantic import Field
 
@@ -13,6 +15,7 @@ from etl_assets.defs.instance_runs import InstanceRuns
 from etl_assets.defs.resources import CheckpointStoreResource
 from etl_assets.resume import holder
 from etl_assets.settings import Settings, positive_seconds
+from etl_assets.sources.partitions import PartitionSpec, PartitionWindow
 from etl_assets.sources.spec import ExtractSpec
 
 class ExtractConfig(dg.Config):
@@ -80,6 +83,15 @@ def result_metadata(result: ExtractResult) -> dict[str, dg.MetadataValue]:
     }
 
 
+def partitions_definition(spec: PartitionSpec) -> dg.TimeWindowPartitionsDefinition:
+    """The Dagster partitions of a partitioned extract: one per period from ``start``, in UTC."""
+    if spec.period == "hourly":
+        return dg.HourlyPartitionsDefinition(start_date=f"{spec.start}-00:00")
+    kinds = {"daily": dg.DailyPartitionsDefinition, "weekly": dg.WeeklyPartitionsDefinition,
+             "monthly": dg.MonthlyPartitionsDefinition}
+    return kinds[spec.period](start_date=spec.start)
+
+
 def build_extract_asset(spec: ExtractSpec) -> dg.AssetsDefinition:
     """The asset of one extract; its key is exactly the resource name."""
 
@@ -89,16 +101,21 @@ def build_extract_asset(spec: ExtractSpec) -> dg.AssetsDefinition:
         description=spec.description or f"Records of {spec.path} upserted into {spec.table_name}.",
         kinds={"api", "sql"},
         metadata={"endpoint": spec.path, "table": spec.table_name, "primary_key": list(spec.primary_key)},
+        partitions_def=partitions_definition(spec.partitions) if spec.partitions else None,
     )
     def _extract(
         context: dg.AssetExecutionContext, config: ExtractConfig, checkpoints: CheckpointStoreResource
     ) -> dg.MaterializeResult:
         settings = Settings.from_env()
         runs = InstanceRuns(context.instance)
+        options = extract_options(config, settings, context.run.run_id)
+        if spec.partitions is not None:
+            window = context.partition_time_window
+            options = replace(options, partition=PartitionWindow(context.partition_key, window.start, window.end))
         result = run_extract(
             spec,
             checkpoints.store,
-            extract_options(config, settings, context.run.run_id),
+            options,
             log=RunLog(context.log),
             holder=lambda row: holder(row, runs, settings.run_lease_seconds, utcnow()),
         )

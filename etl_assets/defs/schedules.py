@@ -36,3 +36,15 @@ def _schedule(job: UnresolvedAssetJobDefinition, settings: Settings) -> dg.Sched
             "Cron and time zone from ETL_SCHEDULE_CRON / ETL_SCHEDULE_TIMEZONE."
         ),
     )
+
+
+def build_partition_schedule(job: UnresolvedAssetJobDefinition, settings: Settings) -> dg.ScheduleDefinition:
+    """Runs a partitioned extract's newest complete partition once per period (stopped unless
+    ``ETL_SCHEDULE_ENABLED``, like the schedule of the other extracts)."""
+    return dg.build_schedule_from_partitioned_job(
+        job,
+        name=f"{job.name}_schedule",
+        default_status=(
+            dg.DefaultScheduleStatus.RUNNING if settings.schedule_enabled else dg.DefaultScheduleStatus.STOPPED
+        ),
+    )

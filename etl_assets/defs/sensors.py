@@ -14,8 +14,10 @@ from etl_assets.defs.instance_runs import InstanceRuns
 from etl_assets.defs.resources import CheckpointStoreResource
 from etl_assets.resume import RESUME_KEY_TAG, RESUME_TAG, Action, ResumePolicy, plan
 from etl_assets.settings import Settings
+from etl_assets.sources.partitions import partition_job_name, partition_key
 
 SENSOR_NAME = "resume_interrupted_extracts"
+ASSET_JOB = "all_extracts"
 
 
 def resume_policy(settings: Settings) -> ResumePolicy:
@@ -26,25 +28,35 @@ def resume_policy(settings: Settings) -> ResumePolicy:
     )
 
 
-def resume_run_request(extract: str, run_id: int, resume_key: str | None, **tags: str) -> dg.RunRequest:
-    """A run of one extract asset that resumes exactly ``dw_etl_runs`` row ``run_id``."""
+def resume_run_request(
+    extract: str, run_id: int, resume_key: str | None, partition: str | None = None, **tags: str
+) -> dg.RunRequest:
+    """A run of one extract asset that resumes exactly ``dw_etl_runs`` row ``run_id`` (in its
+    partition's job, for a partitioned extract)."""
     all_tags = {RESUME_TAG: str(run_id), **tags}
     if resume_key:
         all_tags[RESUME_KEY_TAG] = resume_key
     return dg.RunRequest(
         run_key=resume_key,
+        job_name=partition_job_name(extract) if partition is not None else ASSET_JOB,
+        partition_key=partition,
         asset_selection=[dg.AssetKey(extract)],
         run_config={"ops": {extract: {"config": {"resume_run_id": run_id}}}},
         tags=all_tags,
     )
 
 
-def build_resume_sensor(extracts: list[str], job: UnresolvedAssetJobDefinition, settings: Settings) -> dg.SensorDefinition:
+def build_resume_sensor(
+    extracts: list[str],
+    job: UnresolvedAssetJobDefinition,
+    settings: Settings,
+    partition_jobs: dict[str, UnresolvedAssetJobDefinition] | None = None,
+) -> dg.SensorDefinition:
     defined = frozenset(extracts)
 
     @dg.sensor(
         name=SENSOR_NAME,
-        job=job,
+        jobs=[job, *(partition_jobs or {}).values()],
         minimum_interval_seconds=max(1, round(settings.resume_sensor_interval_seconds)),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
@@ -93,7 +105,8 @@ def build_resume_sensor(extracts: list[str], job: UnresolvedAssetJobDefinition, 
                 context.log.info(f"{where}: {decision.reason}")
                 requests.append(
                     resume_run_request(
-                        row.job_name, row.run_id, decision.resume_key, **{"etl_assets/attempt": str(decision.attempt)}
+                        row.job_name, row.run_id, decision.resume_key, partition_key(row.parameters),
+                        **{"etl_assets/attempt": str(decision.attempt)},
                     )
                 )
             except Exception as exc:  # one bad row must not stop the others

@@ -34,6 +34,7 @@ from etl_assets.errors import SpecError
 from etl_assets.settings import IDENTIFIER
 from etl_assets.sources import templates
 from etl_assets.sources.incremental import IncrementalSpec
+from etl_assets.sources.partitions import PERIODS, PartitionSpec, check_start
 from etl_assets.sources.selectors import parse_selector
 
 PAGINATOR_TYPES = ("offset", "page_number", "json_link", "header_link", "cursor", "keyset")
@@ -109,6 +110,7 @@ class ExtractSpec:
     description: str | None = None
     source_file: str = "<inline>"
     incremental: IncrementalSpec | None = None
+    partitions: PartitionSpec | None = None
 
     @property
     def table_name(self) -> str:
@@ -412,7 +414,7 @@ def parse_extracts(document: Any, *, source_file: str = "<inline>") -> list[Extr
         if isinstance(endpoint_raw, str):
             endpoint_raw = {"path": endpoint_raw}
         endpoint = reader.mapping(
-            endpoint_raw, "endpoint", {"path", "params", "data_selector", "paginator", "incremental"}
+            endpoint_raw, "endpoint", {"path", "params", "data_selector", "paginator", "incremental", "partitions"}
         )
         path = reader.string(endpoint.get("path"), "endpoint.path")
         if why := _path_problem(path):
@@ -446,8 +448,11 @@ def parse_extracts(document: Any, *, source_file: str = "<inline>") -> list[Extr
                 description=description,
                 source_file=source_file,
                 incremental=_incremental(reader, endpoint.get("incremental")),
+                partitions=_partitions(reader, endpoint.get("partitions")),
             )
         )
+        if specs[-1].incremental is not None and specs[-1].partitions is not None:
+            raise reader.fail("endpoint.partitions", "give incremental or partitions, not both")
         _check_parameter_names(reader, specs[-1])
     return specs
 
@@ -471,6 +476,29 @@ def _incremental(reader: _Reader, raw: Any) -> IncrementalSpec | None:
     )
 
 
+def _partitions(reader: _Reader, raw: Any) -> PartitionSpec | None:
+    if raw is None:
+        return None
+    data = reader.mapping(raw, "endpoint.partitions", {"period", "start", "start_param", "end_param"})
+    for required in ("start", "start_param", "end_param"):
+        if required not in data:
+            raise reader.fail(f"endpoint.partitions.{required}", "is required for a partitioned extract")
+    period = data.get("period", "daily")
+    if period not in PERIODS:
+        raise reader.fail("endpoint.partitions.period", f"must be one of {', '.join(PERIODS)}, got {period!r}")
+    if why := check_start(data["start"]):
+        raise reader.fail("endpoint.partitions.start", why)
+    spec = PartitionSpec(
+        period=period,
+        start=data["start"],
+        start_param=reader.param_name(data["start_param"], "endpoint.partitions.start_param"),
+        end_param=reader.param_name(data["end_param"], "endpoint.partitions.end_param"),
+    )
+    if spec.start_param == spec.end_param:
+        raise reader.fail("endpoint.partitions.end_param", "must differ from start_param")
+    return spec
+
+
 def _check_parameter_names(reader: _Reader, spec: ExtractSpec) -> None:
     """A query parameter has one owner: the endpoint, the paginator or the watermark."""
     paginator = spec.paginator
@@ -484,13 +512,17 @@ def _check_parameter_names(reader: _Reader, spec: ExtractSpec) -> None:
         owned.append(("limit_param", paginator.limit_param))
     if spec.incremental is not None:
         owned.append(("incremental.param", spec.incremental.param))
+    if spec.partitions is not None:
+        owned += [("partitions.start_param", spec.partitions.start_param),
+                  ("partitions.end_param", spec.partitions.end_param)]
     seen: dict[str, str] = {}
     for key, name in owned:
+        endpoint_key = key.startswith(("incremental", "partitions"))
         if name in seen:
-            raise reader.fail(f"endpoint.{key}" if key.startswith("incremental") else f"paginator.{key}",
+            raise reader.fail(f"endpoint.{key}" if endpoint_key else f"paginator.{key}",
                               f"{name!r} is already sent as {seen[name]}")
-        if key.startswith("incremental") and name in spec.params:
-            raise reader.fail("endpoint.incremental.param", f"{name!r} is also in endpoint.params; the watermark sends it")
+        if endpoint_key and name in spec.params:
+            raise reader.fail(f"endpoint.{key}", f"{name!r} is also in endpoint.params; the run sends it itself")
         seen[name] = key
 
 

@@ -82,7 +82,8 @@ def test_materialize_all_demo_extracts_with_metadata(demo, warehouse):
 
 
 def test_timeout_from_run_config_then_resume(warehouse):
-    demo = default_source(patients=60, latency_seconds=1.0)  # 4 pages in flight: 1 s per 20 records
+    # 4 pages in flight: 20 records every 0.4 s, so the 1.5 s budget ends mid-way even on a busy machine.
+    demo = default_source(patients=120, latency_seconds=0.4)
     with ServerThread(demo) as server:
         assets = demo_assets(server.url, limit=5)[:1]
         instance = dg.DagsterInstance.ephemeral()
@@ -90,7 +91,7 @@ def test_timeout_from_run_config_then_resume(warehouse):
             assets,
             resources=resources(warehouse),
             instance=instance,
-            run_config=dg.RunConfig({"patients": ExtractConfig(timeout_seconds=1.2, checkpoint_interval_seconds=60)}),
+            run_config=dg.RunConfig({"patients": ExtractConfig(timeout_seconds=1.5, checkpoint_interval_seconds=60)}),
             raise_on_error=False,
         )
         assert not first.success
@@ -101,20 +102,20 @@ def test_timeout_from_run_config_then_resume(warehouse):
         (run,) = warehouse.runs("patients")
         assert run.status is RunStatus.RUNNING and run.dagster_run_id == first.run_id
         stopped_at = run.checkpoint.skip
-        assert 0 < stopped_at < 60 and stopped_at % 5 == 0
+        assert 0 < stopped_at < 120 and stopped_at % 5 == 0
         assert len(warehouse.records("patients")) == stopped_at
 
         second = dg.materialize(assets, resources=resources(warehouse), instance=instance)
     assert second.success
     meta = metadata(second, "patients")
     assert meta["resumed_from_skip"] == stopped_at
-    assert meta["records_fetched"] == 60 - stopped_at
-    assert meta["records_loaded_total"] == 60
+    assert meta["records_fetched"] == 120 - stopped_at
+    assert meta["records_loaded_total"] == 120
     assert meta["dw_etl_runs_run_id"] == run.run_id
     (final,) = warehouse.runs("patients")
-    assert final.status is RunStatus.SUCCESS and final.records_loaded == 60 and final.checkpoint is None
+    assert final.status is RunStatus.SUCCESS and final.records_loaded == 120 and final.checkpoint is None
     assert [a["dagster_run_id"] for a in final.run_context["attempts"]] == [first.run_id, second.run_id]
-    assert len(warehouse.records("patients")) == 60
+    assert len(warehouse.records("patients")) == 120
 
 
 def test_bad_run_config_value_is_named(sqlite_warehouse):
