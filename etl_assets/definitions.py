@@ -21,8 +21,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     # A partitioned extract gets a job and a schedule of its own: each scheduled run takes the
     # period that just ended, and a backfill is a run per partition.
     partition_jobs = {
-        spec.name: dg.define_asset_job(partition_job_name(spec.name), selection=dg.AssetSelection.assets(asset),
-                                       partitions_def=asset.partitions_def)
+        spec.name: dg.define_asset_job(partition_job_name(spec.name), selection=dg.AssetSelection.assets(asset))
         for asset, spec in zip(assets, specs)
         if spec.partitions is not None
     }

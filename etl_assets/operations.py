@@ -109,7 +109,11 @@ class Operations:
             raise RunConflictError(f"{where}: extract {row.job_name!r} is not defined in the extracts file")
         checkpoint = row.checkpoint
         try:
-            differences = parameter_differences(row.parameters, current_parameters(self.specs[row.job_name], store=self.store))
+            current = current_parameters(self.specs[row.job_name], store=self.store)
+            if "partition" in row.parameters:
+                # A retry runs in the row's own partition, so its window is the row's.
+                current["partition"] = row.parameters["partition"]
+            differences = parameter_differences(row.parameters, current)
         except EtlError as exc:
             raise RunConflictError(f"{where}: the extract cannot start: {exc}") from None
         if differences:

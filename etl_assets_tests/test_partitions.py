@@ -152,3 +152,24 @@ def test_partition_mistakes_are_named(partitions, message):
     with pytest.raises(SpecError) as raised:
         parse_extracts(document, source_file="x.yaml")
     assert str(raised.value).startswith("x.yaml: resource 'items': " + message)
+
+
+def test_an_operator_retry_of_a_partition_runs_in_that_partition(deployment, warehouse, monkeypatch):
+    from etl_assets.deployment import Deployment
+
+    _defs, _instance, demo = deployment
+    demo.add_fault(Fault(path="/items", skip=20, status=404))
+    ops_deployment = Deployment.from_env(background=False)
+    try:
+        job = ops_deployment.defs.resolve_job_def("items_partitions")
+        assert not job.execute_in_process(partition_key="2026-01-05", instance=ops_deployment.instance,
+                                          raise_on_error=False).success
+        (row,) = warehouse.runs("items")
+        plan, dagster_run_id = ops_deployment.operations("test").retry(row.run_id, ops_deployment.launcher)
+        assert (plan.action, plan.resume_from_skip, plan.tags["dagster/partition"]) == ("resume", 20, "2026-01-05")
+        run = ops_deployment.instance.get_run_by_id(dagster_run_id)
+        assert run.tags["dagster/partition"] == "2026-01-05" and run.job_name == "items_partitions"
+    finally:
+        ops_deployment.close()
+    (row,) = warehouse.runs("items")
+    assert (row.status, row.records_loaded, row.parameters["partition"]["key"]) == (RunStatus.SUCCESS, 30, "2026-01-05")
