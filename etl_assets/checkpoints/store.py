@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
 from etl_assets.checkpoints.models import Checkpoint, RunRecord, RunStatus, utcnow
+from etl_assets.settings import validate_schema
 from etl_assets.warehouse.engine import create_idempotently
 
 RUNS_TABLE = "dw_etl_runs"
@@ -70,6 +71,9 @@ class CheckpointStore:
     """Reads and writes ``dw_etl_runs`` rows on one engine."""
 
     def __init__(self, engine: Engine, schema: str | None = None) -> None:
+        if schema is not None:
+            # It goes into CREATE SCHEMA as an identifier: checked here too, not only by callers.
+            validate_schema(schema, what="schema")
         self.engine = engine
         self.schema = schema
         self.table = runs_table(sa.MetaData(), schema)

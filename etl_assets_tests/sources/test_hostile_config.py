@@ -316,3 +316,14 @@ def test_credentials_in_base_url_reach_the_source_and_nothing_else(tmp_path, cap
     said = "\n".join([caplog.text, str(raised.value), repr(rows)])
     assert "HTTP Request: GET" in caplog.text  # httpx logged the request URLs, masked
     assert [form for form in password_forms() if form in said] == []
+
+
+@pytest.mark.parametrize("schema", ['a"; DROP TABLE x; --', "pg_temp", "Upper", ""])
+def test_a_checkpoint_store_refuses_a_schema_that_is_not_a_plain_identifier(schema):
+    import sqlalchemy as sa
+
+    from etl_assets.checkpoints import CheckpointStore
+    from etl_assets.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="^schema must "):
+        CheckpointStore(sa.create_engine("sqlite://"), schema)
