@@ -379,3 +379,21 @@ def test_json_server_1_0_repeats_its_last_page_and_the_guard_stops_it(patients_d
         "it brought no record not already read in this run"
     ]
     assert warehouse.records("patients") == {r["id"]: r for r in records}
+
+
+def test_keyset_paging_fails_at_a_page_and_resumes_after_the_last_stored_key(source45, warehouse):
+    keyset = {"type": "keyset", "cursor_path": "id", "cursor_param": "id_gt", "limit": 10, "limit_param": "limit"}
+    spec = spec_with(source45.url, "/keyset/items", keyset)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        extract(spec, warehouse, hooks=crash_at_page(3))
+    (row,) = warehouse.runs("items")
+    assert (row.status, row.checkpoint.skip, row.checkpoint.page_index, row.checkpoint.cursor) == (
+        RunStatus.FAILED, 20, 2, "20")
+    assert stored_ids(warehouse) == list(range(1, 21))
+
+    source45.source.clear_requests()
+    result = extract(spec, warehouse)
+    # The demo logs a keyset request's id_gt as its skip; a short last page ends the run.
+    assert skips(source45.source, "/keyset/items") == [20, 30, 40]
+    assert (result.run_id, result.inserted, result.records_loaded) == (row.run_id, 25, 45)
+    assert stored_ids(warehouse) == list(range(1, 46))
