@@ -1,8 +1,9 @@
 """Fault injection over whole runs: nothing lost, nothing doubled, nothing stuck.
 
-For each seed, an extract of a few thousand patient records runs against the demo source into
-a throwaway PostgreSQL cluster (:mod:`etl_assets_tests.pgcluster`) while faults are injected,
-one per attempt, drawn from:
+For each seed, an extract of a few thousand patient records runs against the demo source (in
+offset, cursor or FHIR-bundle next-link paging, drawn per seed) into a throwaway PostgreSQL
+cluster (:mod:`etl_assets_tests.pgcluster`) while faults are injected, one per attempt, drawn
+from:
 
 - ``sigkill``: SIGKILL of the run's process once it has asked for a random number of pages;
 - ``timeout``: a time budget of a random fraction of a second, so the run stops mid-way;
@@ -62,12 +63,14 @@ from etl_assets.checkpoints import CheckpointStore, RunRecord, RunStatus
 from etl_assets.demo import DemoSource, Fault, ListCollection, ServerThread
 from etl_assets.demo.records import patient
 from etl_assets.resume import NO_RUNS, Action, ResumePolicy, holder, plan
-from etl_assets.sources.spec import ExtractSpec, RetrySpec
+from etl_assets.sources.spec import ExtractSpec, PaginatorSpec, RetrySpec
 from etl_assets.warehouse import prepare_page
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets_tests.pgcluster import ThrowawayCluster
 from etl_assets_tests.support import items_spec
 
+STYLES = ("offset", "offset", "cursor", "json_link")
+"""Paging styles a seed draws from (the demo source serves the same records in each)."""
 FAULT_KINDS = ("sigkill", "timeout", "http_burst", "hang", "drop", "pg_terminate", "pg_restart", "pg_crash")
 LEASE_SECONDS = 1.5
 HARNESS = "etl-torture-harness"
@@ -149,6 +152,19 @@ class Dataset:
         return [(key, digest) for key, (_data, digest) in page.rows.items()]
 
 
+def styled(spec: ExtractSpec, style: str) -> ExtractSpec:
+    """The offset spec of a seed, turned into the demo source's cursor or FHIR-bundle style."""
+    limit = spec.paginator.limit
+    if style == "cursor":
+        return replace(spec, path="/cursor/items", paginator=PaginatorSpec(
+            type="cursor", limit=limit, limit_param="limit", cursor_path="next_cursor", cursor_param="cursor"))
+    if style == "json_link":
+        return replace(spec, path="/fhir/items", data_selector="entry[*].resource", paginator=PaginatorSpec(
+            type="json_link", limit=limit, limit_param="_count", next_url_path="link[relation=next].url",
+            total_path="total"))
+    return spec
+
+
 # -- one seed ----------------------------------------------------------------------------
 
 
@@ -163,6 +179,7 @@ class SeedReport:
     faults: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
+    style: str = "offset"
 
     def violate(self, message: str) -> None:
         """Record a violation once (the watcher sees a lasting one at every sample)."""
@@ -251,6 +268,8 @@ class Torture:
             request_timeout_seconds=0.4,
             max_in_flight=rng.choice([1, 4]),
         )
+        report.style = rng.choice(STYLES)
+        spec = styled(spec, report.style)
         interval = rng.choice([0.0, 0.0, 0.2])
         # With latency the run spends most of its time waiting on the source, so a database
         # fault often lands between two pages rather than inside a commit.
@@ -344,10 +363,10 @@ class Torture:
                 skip = spec.paginator.limit * rng.randint(start_page, pages - 1)
                 if kind == "http_burst":
                     status = rng.choice([429, 500, 502, 503, 504])
-                    fault = Fault(path="/items", skip=skip, status=status, times=rng.randint(1, 5),
+                    fault = Fault(path=spec.path, skip=skip, status=status, times=rng.randint(1, 5),
                                   retry_after="0" if status == 429 else None)
                 else:
-                    fault = Fault(path="/items", skip=skip, action=kind, times=rng.randint(1, 3))
+                    fault = Fault(path=spec.path, skip=skip, action=kind, times=rng.randint(1, 3))
                 source.add_fault(fault)
         elif kind is not None:
             trigger = rng.randint(1, remaining)
@@ -357,7 +376,7 @@ class Torture:
         began = time.monotonic()
         last_sample = 0.0
         while process.is_alive() and time.monotonic() - began < ATTEMPT_DEADLINE:
-            if trigger is not None and fired is None and len(source.requests("/items")) >= trigger:
+            if trigger is not None and fired is None and len(source.requests(spec.path)) >= trigger:
                 fired = self._fire(kind, process, report)
             if time.monotonic() - last_sample > 0.1 and kind not in ("pg_restart", "pg_crash"):
                 last_sample = time.monotonic()
@@ -373,7 +392,7 @@ class Torture:
             report.violate(f"attempt {attempt} ({kind}): still running after {ATTEMPT_DEADLINE:.0f} s")
         if kind == "timeout" and outcome["outcome"] == "timeout":
             report.faults[kind] += 1
-        for request in source.requests("/items"):
+        for request in source.requests(spec.path):
             if request.action in ("status", "hang", "drop"):
                 report.faults[{"status": "http_burst"}.get(request.action, request.action)] += 1
         return outcome
@@ -531,8 +550,10 @@ def table(reports: list[SeedReport], seconds: float | None = None) -> str:
         + f" | {sum(faults.values())} | {sum(r.attempts for r in reports)} | {sum(r.resumes for r in reports)}"
         f" | {sum(r.records for r in reports)} | {violations} |",
     ]
+    styles = Counter(r.style for r in reports)
+    lines.append("\nPaging styles: " + ", ".join(f"{style} {styles[style]}" for style in dict.fromkeys(STYLES)) + ".")
     took = "" if seconds is None else f"{seconds:.0f} s. "
-    lines.append(f"\n{took}Faults count only those that took effect (a kill or restart that came "
+    lines.append(f"{took}Faults count only those that took effect (a kill or restart that came "
                  "after the run had ended, or an HTTP fault at a page it never asked for, is not counted).")
     for report in reports:
         for violation in report.violations:
@@ -554,7 +575,7 @@ def run(seeds: list[int], records: int, workdir: Path | None = None, echo: Any =
                 report = torture.run_seed(seed)
                 reports.append(report)
                 if echo:
-                    echo(f"seed {seed}: {report.attempts} attempts, faults {dict(report.faults)}, "
+                    echo(f"seed {seed} ({report.style}): {report.attempts} attempts, faults {dict(report.faults)}, "
                          f"outcomes {dict(report.outcomes)}, {len(report.violations)} violations, "
                          f"{time.monotonic() - began:.1f} s")
         finally:
