@@ -18,6 +18,7 @@ CLI); it knows nothing of Dagster. The flow of a run:
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -48,13 +49,17 @@ from etl_assets.sources import incremental, templates
 from etl_assets.sources.client import Page, SourceClient
 from etl_assets.sources.deadline import Deadline, DeadlineExceeded
 from etl_assets.sources.partitions import PartitionWindow, partition_key
-from etl_assets.sources.paginators import LoopGuard, PageRequest, Paginator, Position, build_paginator
+from etl_assets.sources.paginators import LoopGuard, PageRequest, Paginator, PointerError, Position, build_paginator
 from etl_assets.sources.secrets import Redactor, strip_userinfo
 from etl_assets.sources.selectors import MISSING, parse_selector, select
 from etl_assets.sources.spec import ExtractSpec, PaginatorSpec
 from etl_assets.warehouse import PreparedPage, StagingLoader, prepare_page
 
 MAX_ATTEMPTS_KEPT = 50
+CREDENTIAL_NAME = re.compile(r"key|token|secret|passw|signature|sig$|auth|session|credential", re.IGNORECASE)
+"""Parameters whose names say they carry a credential: a rotated credential is the same run, so
+their values stay out of the parameters' digest (which also keeps a guessable hash of them out of
+``run_context``)."""
 MAX_WARNINGS_KEPT = 20
 
 
@@ -198,7 +203,7 @@ def extract_parameters(
     templated = {
         name: (resolved_params or {}).get(name)
         for name, value in spec.params.items()
-        if isinstance(value, str) and templates.references(value)
+        if isinstance(value, str) and templates.references(value) and not CREDENTIAL_NAME.search(name)
     }
     if templated:
         canonical = jsoncodec.dumps({k: str(v) for k, v in templated.items()}).encode()
@@ -212,7 +217,10 @@ def _paginator_parameters(spec: PaginatorSpec) -> dict[str, Any]:
     always had, so their existing checkpoints still resume."""
     own: dict[str, tuple[str, ...]] = {
         "offset": ("offset_param", "limit_param"),
-        "page_number": ("page_param", "base_page", "limit_param"),
+        # A page number means page * limit records: a resume under another limit would land
+        # elsewhere, so the page size is a parameter here (offset and pointer styles resume at
+        # a record or a pointer, whatever the page size).
+        "page_number": ("page_param", "base_page", "limit_param", "limit"),
         "json_link": ("next_url_path",),
         "header_link": ("links_next_key",),
         "cursor": ("cursor_path", "cursor_param"),
@@ -230,16 +238,31 @@ def current_parameters(
         spec, deadline=Deadline(1), redactor=redactor, environ=os.environ if environ is None else environ,
         log=logging.getLogger("etl_assets"),
     )
-    watermark = current_watermark(spec, store) if store is not None else None
-    return extract_parameters(spec, client.base_url, redactor, client.params, watermark)
+    parameters = extract_parameters(spec, client.base_url, redactor, client.params)
+    if store is not None and spec.incremental is not None:
+        parameters["incremental"]["start_value"] = current_watermark(spec, store, parameters)
+    return parameters
 
 
-def current_watermark(spec: ExtractSpec, store: CheckpointStore) -> Any:
-    """Where an incremental run of ``spec`` would start now; ``None`` for a full extract."""
+def _window_free(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters without the incremental start value: what two windows of one extract share."""
+    out = dict(parameters)
+    if isinstance(out.get("incremental"), dict):
+        out["incremental"] = {k: v for k, v in out["incremental"].items() if k != "start_value"}
+    return out
+
+
+def current_watermark(spec: ExtractSpec, store: CheckpointStore, parameters: Mapping[str, Any]) -> Any:
+    """Where an incremental run of ``spec`` with ``parameters`` starts: the watermark of the
+    newest successful run with the same parameters (another filter, path or source is another
+    stream of records, whose watermark says nothing here), else ``initial_value``."""
     if spec.incremental is None:
         return None
-    last = store.last_success(spec.name)
-    return incremental.start_value(spec.incremental, last.run_context if last else None)
+    mine = _window_free(parameters)
+    for row in store.list_runs(spec.name, limit=500):
+        if row.status is RunStatus.SUCCESS and _window_free(row.parameters) == mine:
+            return incremental.start_value(spec.incremental, row.run_context)
+    return spec.incremental.initial_value
 
 
 def parameter_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -302,16 +325,17 @@ def run_extract(
         spec, deadline=deadline, redactor=redactor, environ=os.environ if environ is None else environ, log=log
     )
     store.ensure_schema()
-    watermark = current_watermark(spec, store)
-    if spec.incremental is not None:
-        client.params[spec.incremental.param] = watermark
     window = _partition_window(spec, options)
     if window is not None:
         assert spec.partitions is not None
         client.params.update(window.params(spec.partitions))
-    parameters = extract_parameters(spec, client.base_url, redactor, client.params, watermark)
+    parameters = extract_parameters(spec, client.base_url, redactor, client.params)
     if window is not None:
         parameters["partition"] = window.parameters()
+    if spec.incremental is not None:
+        watermark = current_watermark(spec, store, parameters)
+        parameters["incremental"]["start_value"] = watermark
+        client.params[spec.incremental.param] = watermark
     loader = StagingLoader(store.engine, spec.table_name, store.schema)
     loader.ensure_table()
     run = _Run(spec, store, loader, client, options, deadline, log, redactor, hooks or ExtractHooks())
@@ -503,7 +527,9 @@ class _Run:
                     )
                 self.record = resume
                 self.context = context
-                self.committed = Position(checkpoint.skip, checkpoint.page_index, checkpoint.next_url, checkpoint.cursor)
+                self.committed = Position(
+                    checkpoint.skip, checkpoint.page_index, checkpoint.next_url, checkpoint.cursor, checkpoint.exhausted
+                )
                 self.committed_records = checkpoint.total_records
                 self.log.info(
                     f"extract {name!r}: resuming dw_etl_runs run {resume.run_id} from checkpoint "
@@ -606,6 +632,8 @@ class _Run:
     def _loop(self) -> None:
         assert self.record is not None and self.result is not None
         paginator = build_paginator(self.spec.paginator, start=self.committed)
+        if self.committed.exhausted:
+            paginator.has_next = False  # every page was written before the run was interrupted
         spec = self.spec.paginator
         guard = LoopGuard(spec.stop_on_repeat, spec.max_pages_without_progress)
         window: deque[_InFlight] = deque()
@@ -651,10 +679,14 @@ class _Run:
                     )
                 for warning in parsed.prepared.warnings:
                     self._warn(warning)
-                self._commit(parsed.prepared, self._storable(paginator.state(), skip), skip, parsed.high_water)
+                position = replace(paginator.state(), exhausted=not paginator.has_next)
+                self._commit(parsed.prepared, self._storable(position, skip), skip, parsed.high_water)
                 self.result.source_total = parsed.total
                 if paginator.stopped_because:
-                    self._warn(f"extract {self.spec.name!r}: loop guard: {paginator.stopped_because}")
+                    # Masked before it is cut short, or a cut would leave part of a secret behind.
+                    shown = repr(self.redact(paginator.repeated or "")[:200])
+                    self._warn(f"extract {self.spec.name!r}: loop guard: "
+                               + paginator.stopped_because.replace("{pointer}", shown))
             if drift is not None and not guard_stopped and drift.needs_reread:
                 self._reread(drift, paginator)
         finally:
@@ -687,11 +719,10 @@ class _Run:
             fetch = self.client.submit(paginator.request_params(skip))
             parsed = self._parse_fetched(fetch, skip, paginator)
             drift.saw_in_reread(parsed.total)
-            if parsed.count:
-                self._write_only(parsed.prepared, skip)
-            if parsed.count < self.spec.paginator.limit:
+            if not parsed.count:
                 break
-            skip += parsed.count
+            self._write_only(parsed.prepared, skip)
+            skip += parsed.count  # by the rows returned, as the first pass: an API may cap pages
         found, changed = self.result.inserted - before[0], self.result.updated - before[1]
         state = drift.finish_reread(found, changed)
         message = (
@@ -732,6 +763,21 @@ class _Run:
         """The position as it may be stored: a next URL without the parameters that repeat the
         spec's own with the same value (credentials among them; every request adds the spec's
         parameters a link lacks), and never with a secret."""
+        for kind, pointer in (("next link", position.next_url), ("cursor", position.cursor)):
+            if pointer is None:
+                continue
+            if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in pointer):
+                raise MalformedPageError(
+                    f"extract {self.spec.name!r}, skip={skip}: the source's {kind} holds a control character or "
+                    f"a lone surrogate ({self.redact(pointer)[:200]!r}); it cannot be sent or stored",
+                    extract=self.spec.name,
+                )
+        if position.cursor is not None and self.redact(position.cursor) != position.cursor:
+            raise MalformedPageError(
+                f"extract {self.spec.name!r}, skip={skip}: the source's cursor carries a credential "
+                f"({self.redact(position.cursor)[:200]}); it cannot be stored in a checkpoint",
+                extract=self.spec.name,
+            )
         if position.next_url is None:
             return position
         url = httpx.URL(position.next_url)
@@ -774,7 +820,11 @@ class _Run:
         warnings: list[str] = []
         records, total, body = self._parse(page, skip, warnings)
         prepared = prepare_page(records, extract=self.spec.name, primary_key=self.spec.primary_key, skip=skip)
-        pointer = paginator.read(body, page.headers, page.request_url, records)
+        try:
+            pointer = paginator.read(body, page.headers, page.request_url, records)
+        except PointerError as exc:
+            raise MalformedPageError(f"extract {self.spec.name!r}, skip={skip}, {page.url}: {exc}",
+                                     extract=self.spec.name) from None
         high = incremental.page_high_water(records, self.cursor_selector) if self.cursor_selector else None
         return _ParsedPage(len(records), total, prepared, warnings, pointer, high)
 
@@ -872,7 +922,7 @@ class _Run:
             # The largest cursor value of the pages the checkpoint covers, saved with it.
             self.context["incremental"]["high_water"] = high_water
         self.context["checkpoint"] = Checkpoint(
-            state.skip, state.page_index, records, now, state.next_url, state.cursor
+            state.skip, state.page_index, records, now, state.next_url, state.cursor, state.exhausted
         ).to_json()
 
     def _update_attempt(self) -> None:
@@ -1026,7 +1076,9 @@ class _Run:
             self.committed = Position()
         else:
             self.context["checkpoint"] = checkpoint.to_json()
-            self.committed = Position(checkpoint.skip, checkpoint.page_index, checkpoint.next_url, checkpoint.cursor)
+            self.committed = Position(
+                checkpoint.skip, checkpoint.page_index, checkpoint.next_url, checkpoint.cursor, checkpoint.exhausted
+            )
         self.committed_records = stored.records_loaded
         self.high_water = (stored.run_context.get("incremental") or {}).get("high_water")
         if "incremental" in self.context:

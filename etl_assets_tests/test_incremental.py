@@ -3,6 +3,7 @@ watermark is the largest ``updated_at`` of the last successful run, a failed run
 alone, and a resume reads the same window."""
 
 import json
+from dataclasses import replace
 
 import dagster as dg
 import pytest
@@ -11,7 +12,7 @@ from etl_assets.checkpoints import RunStatus
 from etl_assets.defs.assets import build_extract_asset
 from etl_assets.defs.resources import CheckpointStoreResource
 from etl_assets.errors import SpecError
-from etl_assets.extract import current_watermark
+from etl_assets.extract import current_parameters
 from etl_assets.sources.incremental import later
 from etl_assets.sources.spec import parse_extracts
 from etl_assets_tests.support import extract
@@ -40,10 +41,16 @@ def spec_for(url: str):
     return spec
 
 
-def serve(tmp_path, records: list[dict], name: str):
+def watermark_now(spec, warehouse):
+    return current_parameters(spec, environ={}, store=warehouse.store)["incremental"]["start_value"]
+
+
+def serve(tmp_path, records: list[dict], name: str, port: int | None = None):
+    """json-server over ``records``; pass the port of an earlier one to serve a new version of
+    the same source (another base_url would be another stream, with its own watermark)."""
     db = tmp_path / f"{name}.json"
     db.write_text(json.dumps({"items": records}))
-    return start_json_server(db)
+    return start_json_server(db, port=port)
 
 
 def test_each_run_reads_from_the_last_success_and_a_failure_leaves_the_watermark(tmp_path, warehouse):
@@ -62,9 +69,10 @@ def test_each_run_reads_from_the_last_success_and_a_failure_leaves_the_watermark
     # Records 5 and 12 change, 31..35 are new; 30 sits on the watermark and is read again.
     second = [record(i, i) for i in range(1, 36)]
     second[4], second[11] = record(5, 60, "five"), record(12, 65, "twelve")
-    process, url = serve(tmp_path, second, "v2")
+    port = int(url.rsplit(":", 1)[1])
+    process, url = serve(tmp_path, second, "v2", port)
     try:
-        assert current_watermark(spec_for(url), warehouse.store) == "2026-01-01T00:30:00Z"
+        assert watermark_now(spec_for(url), warehouse) == "2026-01-01T00:30:00Z"
         result = extract(spec_for(url), warehouse)
     finally:
         stop(process)
@@ -76,14 +84,14 @@ def test_each_run_reads_from_the_last_success_and_a_failure_leaves_the_watermark
     # A third version; the run fails at its second page: the watermark stays, the resume reads
     # the same window from the checkpoint and then moves it.
     third = second + [record(i, 120 + i) for i in range(36, 61)]
-    process, url = serve(tmp_path, third, "v3")
+    process, url = serve(tmp_path, third, "v3", port)
     try:
         with pytest.raises(RuntimeError, match="injected crash"):
             extract(spec_for(url), warehouse, hooks=crash_at_page(2))
         failed = warehouse.runs("items")[-1]
         assert failed.status is RunStatus.FAILED and failed.checkpoint.skip == 10
         assert failed.parameters["incremental"]["start_value"] == "2026-01-01T01:05:00Z"
-        assert current_watermark(spec_for(url), warehouse.store) == "2026-01-01T01:05:00Z"
+        assert watermark_now(spec_for(url), warehouse) == "2026-01-01T01:05:00Z"
         result = extract(spec_for(url), warehouse)
     finally:
         stop(process)
@@ -91,6 +99,23 @@ def test_each_run_reads_from_the_last_success_and_a_failure_leaves_the_watermark
     assert result.watermark == "2026-01-01T03:00:00Z"  # record 60, at minute 180
     assert warehouse.records("items") == {str(r["id"]): r for r in third}
     assert [r.status for r in warehouse.runs("items")] == [RunStatus.SUCCESS] * 3
+
+
+def test_another_filter_is_another_stream_with_its_own_watermark(tmp_path, warehouse):
+    records = [{**record(i, i), "status": "active" if i % 3 else "archived"} for i in range(1, 31)]
+    process, url = serve(tmp_path, records, "filters")
+    try:
+        active = replace(spec_for(url), params={"status": "active"})
+        archived = replace(spec_for(url), params={"status": "archived"})
+        first = extract(active, warehouse)
+        assert (first.records_fetched, first.watermark) == (20, "2026-01-01T00:29:00Z")
+        # The archived records are older than the active stream's watermark: they must not be skipped.
+        assert watermark_now(archived, warehouse) == START
+        second = extract(archived, warehouse)
+    finally:
+        stop(process)
+    assert (second.records_fetched, second.watermark) == (10, "2026-01-01T00:30:00Z")
+    assert watermark_now(active, warehouse) == "2026-01-01T00:29:00Z"
 
 
 def test_the_watermark_is_in_the_materialization_metadata(tmp_path, warehouse):

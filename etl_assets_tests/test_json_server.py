@@ -44,14 +44,16 @@ def patients_db(tmp_path_factory) -> tuple[Path, list[dict]]:
     return db, records
 
 
-def start_json_server(db: Path, delay_ms: int = 0, version: str = "0.17.4", writable: bool = False):
+def start_json_server(
+    db: Path, delay_ms: int = 0, version: str = "0.17.4", writable: bool = False, port: int | None = None
+):
     binary = BINARIES[version]
     if not binary.exists() or shutil.which("node") is None:
         message = f"json-server {version} is not installed at {binary} (run `make node`)"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    port = free_port()
+    port = port or free_port()
     args = ["node", str(binary), "--host", "127.0.0.1", "--port", str(port)]
     if version == "0.17.4":
         args += ["--quiet"] if writable else ["--read-only", "--quiet"]

@@ -393,7 +393,8 @@ def test_keyset_paging_fails_at_a_page_and_resumes_after_the_last_stored_key(sou
 
     source45.source.clear_requests()
     result = extract(spec, warehouse)
-    # The demo logs a keyset request's id_gt as its skip; a short last page ends the run.
-    assert skips(source45.source, "/keyset/items") == [20, 30, 40]
+    # The demo logs a keyset request's id_gt as its skip. A short page is not taken as the last
+    # (an API may cap its pages): an empty one ends the run.
+    assert skips(source45.source, "/keyset/items") == [20, 30, 40, 45]
     assert (result.run_id, result.inserted, result.records_loaded) == (row.run_id, 25, 45)
     assert stored_ids(warehouse) == list(range(1, 46))

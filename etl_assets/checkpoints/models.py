@@ -29,6 +29,8 @@ class Checkpoint:
     them, are left out and added again to every request)."""
     cursor: str | None = None
     """Cursor paging: the token that asks for the next page."""
+    exhausted: bool = False
+    """The source had no page after this one: a resume only records the run's end."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -41,6 +43,8 @@ class Checkpoint:
             data["next_url"] = self.next_url
         if self.cursor is not None:
             data["cursor"] = self.cursor
+        if self.exhausted:
+            data["exhausted"] = True
         return data
 
     @classmethod
@@ -55,6 +59,7 @@ class Checkpoint:
             last_checkpoint_time=when,
             next_url=data.get("next_url"),
             cursor=data.get("cursor"),
+            exhausted=bool(data.get("exhausted", False)),
         )
 
 

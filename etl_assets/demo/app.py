@@ -6,8 +6,8 @@ are served in the other common paging styles too: ``/paged/{collection}?page=P&p
 (``{"page", "items"}``, no total), ``/cursor/{collection}?cursor=C&limit=L`` (``{"items",
 "next_cursor"}``, an opaque token) and ``/fhir/{collection}?_count=N&_offset=S`` (a FHIR
 ``searchset`` Bundle with ``entry[*].resource`` and a ``next`` link), and
-``/keyset/{collection}?id_gt=K&limit=L`` (``{"items"}``, records with an integer ``id`` above
-``K`` in id order). Everything a
+``/keyset/{collection}?id_gt=K&limit=L`` (``{"items"}``, records whose ``id`` sorts after ``K``
+in id order: integer ids as numbers, text ids as text). Everything a
 test needs to provoke and observe an extractor's failure handling lives on
 :class:`DemoSource`: artificial latency, a page size cap, a wrong ``total``, faults, and a
 log of every data request with what was actually served. The same knobs are reachable
@@ -230,6 +230,14 @@ def _dumps(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _after(record: Mapping[str, Any], after: str) -> bool:
+    """Whether ``record``'s id sorts after ``after`` (numbers as numbers, anything else as text)."""
+    key = record.get("id")
+    if isinstance(key, int) and not isinstance(key, bool) and _INTEGER.fullmatch(after):
+        return key > int(after)
+    return str(key) > after
+
+
 def _parse_param(params: QueryParams, name: str, default: int, ceiling: int) -> tuple[int, str | None]:
     """Return the parameter's value (-1 if not an integer) and the reason it is invalid, if it is."""
     raw = params.get(name)
@@ -335,8 +343,9 @@ class _DataEndpoint:
             return skip, skip_error, limit, limit_error
         if self.style == "keyset":
             limit, limit_error = _parse_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT_PARAM)
-            after, after_error = _parse_param(params, "id_gt", -1, MAX_SKIP_PARAM)
-            return after, after_error, limit, limit_error
+            self_after = params.get("id_gt")
+            # The position is worked out against the collection in _body; -1 logs "from the start".
+            return (-1 if self_after is None else 0), None, limit, limit_error
         if self.style == "cursor":
             limit, limit_error = _parse_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT_PARAM)
             token = params.get("cursor")
@@ -350,7 +359,9 @@ class _DataEndpoint:
         limit, limit_error = _parse_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT_PARAM)
         return skip, skip_error, limit, limit_error
 
-    def _body(self, scope: Scope, name: str, skip: int, limit: int, collection: Collection) -> tuple[bytes, list]:
+    def _body(
+        self, scope: Scope, name: str, skip: int, limit: int, collection: Collection, after: str | None = None
+    ) -> tuple[bytes, list]:
         source = self.source
         cap = source.max_limit
         size = limit if cap is None else min(limit, cap)
@@ -358,9 +369,9 @@ class _DataEndpoint:
         if self.style == "paged" and source.repeat_last_page and skip >= count > 0 and size > 0:
             skip = (count - 1) // size * size  # json-server 1.0 serves the last page again
         if self.style == "keyset":
-            # ``skip`` holds ``id_gt`` here: records are served in id order after it.
-            everything = collection.page(0, count)
-            skip = sum(1 for record in everything if record.get("id", 0) <= skip)
+            # Records are served in id order after ``id_gt``: integer ids compare as numbers,
+            # text ids (``pat-00000001``) as text.
+            skip = 0 if after is None else sum(1 for record in collection.page(0, count) if not _after(record, after))
         items = collection.page(skip, size)
         total = source.total_overrides.get(name, count)
         if self.style == "paged":
@@ -411,7 +422,10 @@ class _DataEndpoint:
             await _send_error(send, 404, f"unknown collection {name!r}")
             return
 
-        body, headers = self._body(scope, name, skip, limit, collection)
+        after = params.get("id_gt") if self.style == "keyset" else None
+        body, headers = self._body(scope, name, skip, limit, collection, after)
+        if self.style == "keyset" and after is not None:
+            skip = int(after) if _INTEGER.fullmatch(after) else skip  # logged as the id asked after
         source.log_request(RequestRecord(path, skip, limit, 200, "data"))
         await _send_body(send, 200, body, "application/json", headers)
 

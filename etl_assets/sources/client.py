@@ -24,7 +24,7 @@ import anyio
 import anyio.from_thread
 import httpx
 
-from etl_assets.errors import SettingsError, SourceHTTPError, SourceUnavailableError
+from etl_assets.errors import MalformedPageError, SettingsError, SourceHTTPError, SourceUnavailableError
 from etl_assets.sources import templates
 from etl_assets.sources.deadline import Deadline, DeadlineExceeded
 from etl_assets.sources.secrets import RedactingFilter, Redactor, strip_userinfo, userinfo_secrets
@@ -225,7 +225,14 @@ class SourceClient:
         the paginator's where the link lacks them (a resumed link was stored without the
         spec's credentials). A link to another host is refused: the credentials go to
         ``client.base_url``'s host only."""
-        target = httpx.URL(self.base_url).join(url)
+        try:
+            target = httpx.URL(self.base_url).join(url)
+        except httpx.InvalidURL as exc:
+            raise MalformedPageError(
+                f"extract {self.spec.name!r}: the source's next link is not a usable URL ({exc}): "
+                f"{self.redact(strip_userinfo(url))[:200]}",
+                extract=self.spec.name,
+            ) from None
         if (target.scheme, target.host, target.port) != self._origin:
             shown = self.redact(strip_userinfo(str(target.copy_with(query=None))))
             raise SourceHTTPError(

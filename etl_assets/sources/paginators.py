@@ -16,7 +16,6 @@ path in the body, sent back as a parameter); and ``keyset`` (the last record's k
 from __future__ import annotations
 
 import math
-import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +33,8 @@ class Position:
     page_index: int = 0
     next_url: str | None = None
     cursor: str | None = None
+    exhausted: bool = False
+    """The source has no page after this one: a resume has nothing left to read."""
 
 
 OffsetState = Position
@@ -47,6 +48,10 @@ class PageRequest:
     skip: int
     params: dict[str, Any] = field(default_factory=dict)
     url: str | None = None
+
+
+class PointerError(ValueError):
+    """A page whose pointer to the next one is unusable (the run names the page and fails)."""
 
 
 class Paginator:
@@ -63,7 +68,9 @@ class Paginator:
         self.total_exceeded = False
         self.last_total: int | None = None
         self.stopped_because: str | None = None
-        """Why a loop guard of the style stopped the run, for the run's warnings."""
+        """Why a loop guard of the style stopped the run, for the run's warnings; ``{pointer}``
+        stands for the repeated pointer, which the run shows only with its secrets masked."""
+        self.repeated: str | None = None
 
     @property
     def believes_total(self) -> bool:
@@ -96,10 +103,6 @@ class Paginator:
         self.skip += count
         self.page_index += 1
         self.last_total = total
-
-    def _short_page(self, count: int) -> bool:
-        """A page shorter than the page size asked for is the last, when a size was asked for."""
-        return self.spec.limit_param is not None and count < self.spec.limit
 
 
 class OffsetPaginator(Paginator):
@@ -159,9 +162,8 @@ class OffsetPaginator(Paginator):
 
 class PageNumberPaginator(Paginator):
     """``?page=N`` paging from ``base_page``; the total (``total_path``/``total_header``) counts
-    pages or records (``total_is``). An empty page ends the run; so does a page shorter than
-    ``limit`` when the page size is sent (``limit_param``); without either, the loop guard ends
-    a source that repeats its last page past the end (json-server 1.0 does)."""
+    pages or records (``total_is``). Without a total an empty page ends the run, and the loop
+    guard ends a source that repeats its last page past the end (json-server 1.0 does)."""
 
     def _page(self) -> int:
         return self.spec.base_page + self.page_index
@@ -184,15 +186,17 @@ class PageNumberPaginator(Paginator):
             self.has_next = False
         elif total is not None:
             self.has_next = self._remaining(total) > 0
-        elif self._short_page(count):
-            self.has_next = False
+        # Without a total only an empty page (or the loop guard) ends the run, as in dlt: a
+        # short page may be an API capping the page size, not the last page.
 
 
 class _PointerPaginator(Paginator):
     """Styles whose next page is named by the page before: a URL or a cursor token.
 
     A pointer this run already followed stops the run (a source that links a page to
-    itself, or cycles, would otherwise loop until the time budget)."""
+    itself, or cycles, would otherwise loop until the time budget), unless ``stop_on_repeat`` is
+    off for APIs whose cursor legitimately stays the same (a scroll id): then the key rule and
+    ``max_pages_without_progress`` of the loop guard decide."""
 
     kind = "pointer"
 
@@ -210,11 +214,12 @@ class _PointerPaginator(Paginator):
             self.has_next = False
             self.pointer = None
             return
-        if pointer in self.seen:
+        if pointer in self.seen and self.spec.stop_on_repeat:
             self.has_next = False
+            self.repeated = pointer
             self.stopped_because = (
                 f"the {self.kind} after page {self.page_index} was already followed in this run "
-                f"({pointer[:200]!r}); the source repeats itself, so the run stops here"
+                "({pointer}); the source repeats itself, so the run stops here"
             )
             self.pointer = None
             return
@@ -250,23 +255,49 @@ class JSONLinkPaginator(_LinkPaginator):
 
     def read(self, body: Any, headers: Any, url: str, records: list[Any]) -> str | None:
         found = select(body, self.selector)
-        return urljoin(url, found) if isinstance(found, str) and found.strip() else None
+        return urljoin(url, found.strip()) if isinstance(found, str) and found.strip() else None
 
 
-_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]+)*)")
-_PARAM = re.compile(r';\s*([A-Za-z0-9!#$&+\-.^_`|~]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]+)')
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    """Split at ``separator`` where it is not inside ``<...>`` or a quoted string."""
+    parts, current, quoted, bracket, escaped = [], [], False, False, False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"' and not bracket:
+            quoted = not quoted
+        elif char == "<" and not quoted:
+            bracket = True
+        elif char == ">" and not quoted:
+            bracket = False
+        elif char == separator and not quoted and not bracket:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
 
 
 def parse_link_header(value: str) -> dict[str, str]:
-    """``rel`` value to URL from an RFC 8288 ``Link`` header (the first link of each rel wins)."""
+    """``rel`` value to URL from an RFC 8288 ``Link`` header: commas and semicolons inside
+    quoted parameters are respected, only a link's first ``rel`` counts (RFC 8288, 3.3), and the
+    first link of each relation wins."""
     links: dict[str, str] = {}
-    for match in _LINK.finditer(value):
-        url, params = match.group(1).strip(), match.group(2)
-        for name, raw in _PARAM.findall(params):
-            if name.lower() != "rel":
+    for link in _split_outside_quotes(value, ","):
+        target, *params = _split_outside_quotes(link, ";")
+        target = target.strip()
+        if not (target.startswith("<") and target.endswith(">")):
+            continue
+        for param in params:
+            name, _, raw = param.partition("=")
+            if name.strip().lower() != "rel":
                 continue
-            for rel in raw.strip('"').split():
-                links.setdefault(rel.lower(), url)
+            for rel in raw.strip().strip('"').split():
+                links.setdefault(rel.lower(), target[1:-1].strip())
+            break
     return links
 
 
@@ -330,19 +361,20 @@ class KeysetPaginator(CursorPaginator):
         self.selector = parse_selector(spec.cursor_path)
 
     def read(self, body: Any, headers: Any, url: str, records: list[Any]) -> str | None:
+        """The last record's key; a page that has records but whose last one has no usable key
+        cannot be continued from, which is an error rather than the end of the source."""
         if not records:
             return None
         found = select(records[-1], self.selector)
-        if found is MISSING or found is None or isinstance(found, bool) or found == "":
-            return None
-        if isinstance(found, int | str) or (isinstance(found, float) and math.isfinite(found)):
-            return str(found)
-        return None
-
-    def advance(self, count: int, total: int | None, pointer: str | None) -> None:
-        super().advance(count, total, pointer)
-        if self.has_next and self._short_page(count):
-            self.has_next = False
+        if isinstance(found, bool) or not (
+            isinstance(found, int | str) and found != "" or isinstance(found, float) and math.isfinite(found)
+        ):
+            shown = "nothing" if found is MISSING else repr(found)[:80]
+            raise PointerError(
+                f"keyset paging: the page's last record has no usable {self.spec.cursor_path!r} to continue "
+                f"after (found {shown})"
+            )
+        return str(found)
 
 
 PAGINATORS: dict[str, type[Paginator]] = {

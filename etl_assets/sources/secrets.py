@@ -10,6 +10,9 @@ import re
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 MASK = "***"
+PARTIAL_MIN = 8
+"""The shortest start of a secret masked on its own, where a message cut the secret short."""
+_HEX_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
 
 class Redactor:
@@ -21,11 +24,14 @@ class Redactor:
             self.add(secret)
 
     def add(self, secret: str) -> None:
-        """Register a secret, also as it appears percent-encoded in a URL and in a bytes
-        repr; very short values are ignored to avoid masking common words."""
+        """Register a secret, also as it appears percent-encoded in a URL (upper- or lower-case
+        hex, as some servers write it) and in a bytes repr; very short values are ignored to
+        avoid masking common words."""
         if not secret or len(secret) < 4:
             return
-        forms = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), repr(secret.encode())[2:-1]}
+        encoded = {quote(secret, safe=""), quote_plus(secret, safe="")}
+        lower_hex = {_HEX_ESCAPE.sub(lambda m: m.group(0).lower(), form) for form in encoded}
+        forms = {secret, *encoded, *lower_hex, repr(secret.encode())[2:-1]}
         for form in forms:
             if form not in self._secrets:
                 self._secrets.append(form)
@@ -35,6 +41,13 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
+        # A message may have cut a secret short (an excerpt of a page, a long URL): the start
+        # of a secret is masked too, once it is long enough not to be an ordinary word.
+        for secret in self._secrets:
+            if len(secret) > PARTIAL_MIN and secret[:PARTIAL_MIN] in text:
+                for size in range(len(secret) - 1, PARTIAL_MIN - 1, -1):
+                    if secret[:size] in text:
+                        text = text.replace(secret[:size], MASK)
         return text
 
 

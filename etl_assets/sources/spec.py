@@ -523,6 +523,8 @@ def _check_parameter_names(reader: _Reader, spec: ExtractSpec) -> None:
                               f"{name!r} is already sent as {seen[name]}")
         if endpoint_key and name in spec.params:
             raise reader.fail(f"endpoint.{key}", f"{name!r} is also in endpoint.params; the run sends it itself")
+        if not endpoint_key and name in spec.params:
+            raise reader.fail(f"endpoint.params.{name}", f"is sent by the paginator ({key}); remove it here")
         seen[name] = key
 
 
