@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +36,18 @@ class _Progress(logging.Handler):
         print(f"  | {record.getMessage()[:220]}", flush=True)
 
 
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _start_source(port: int, patients: int) -> subprocess.Popen:
+    # Another server on the port would answer the health check below and the demo would run
+    # against it while reporting success: refuse before starting.
+    if _port_taken(port):
+        raise SystemExit(
+            f"port {port} is taken (another demo source, or `make dev`?); stop it or pass --port"
+        )
     process = subprocess.Popen(
         [sys.executable, "-m", "etl_assets.cli", "demo-source", "--port", str(port), "--patients", str(patients)],
         stdout=subprocess.DEVNULL,

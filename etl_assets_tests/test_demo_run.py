@@ -45,3 +45,23 @@ def test_demo_stops_halfway_resumes_and_summarizes(tmp_path):
         ("observations", "success", 15000),
     ]
     assert (Path(tmp_path / "home") / "dagster.yaml").exists()
+
+
+def test_demo_refuses_a_port_another_server_already_answers_on(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        completed = subprocess.run(
+            [sys.executable, "-m", "etl_assets.cli", "demo", "--port", str(port),
+             "--dagster-home", str(tmp_path / "home")],
+            env={**os.environ, "ETL_DATABASE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}"},
+            capture_output=True, text=True, timeout=120,
+        )
+    assert completed.returncode == 1
+    assert completed.stderr.strip().endswith(
+        f"port {port} is taken (another demo source, or `make dev`?); stop it or pass --port"
+    )
+    assert not (tmp_path / "warehouse.db").exists()
