@@ -79,6 +79,9 @@ class WebserverRuns:
     def by_resume_key(self, resume_key: str) -> DagsterRunInfo | None:
         return None
 
+    def active_relaunch(self, run_id: int) -> DagsterRunInfo | None:
+        return None  # the GraphQL client cannot list runs by tag: the row's own holder decides
+
 
 _IN_PROCESS_RUNS = threading.Lock()
 """Runs executed in one process go one at a time. Dagster 1.13 sets up each run's log handlers
@@ -205,3 +208,6 @@ class _Lazy:
 
     def by_resume_key(self, resume_key: str) -> DagsterRunInfo | None:
         return self.deployment.lookup.by_resume_key(resume_key)
+
+    def active_relaunch(self, run_id: int) -> DagsterRunInfo | None:
+        return self.deployment.lookup.active_relaunch(run_id)

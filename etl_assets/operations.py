@@ -105,6 +105,11 @@ class Operations:
         held = holder(row, self.lookup, self.lease_seconds, utcnow())
         if held:
             raise RunConflictError(f"{where} is still active: held by {held}")
+        if (queued := self.lookup.active_relaunch(row.run_id)) is not None:
+            # Launched (by the sensor or an earlier retry) but not started: it holds nothing yet.
+            raise RunConflictError(
+                f"{where} is still active: Dagster run {queued.run_id} ({queued.status}) was launched to resume it"
+            )
         if row.job_name not in self.extracts:
             raise RunConflictError(f"{where}: extract {row.job_name!r} is not defined in the extracts file")
         checkpoint = row.checkpoint

@@ -42,6 +42,11 @@ class RunLookup(Protocol):
 
     def by_resume_key(self, resume_key: str) -> DagsterRunInfo | None: ...
 
+    def active_relaunch(self, run_id: int) -> DagsterRunInfo | None:
+        """A Dagster run launched to resume ``dw_etl_runs`` row ``run_id`` that has not ended
+        (queued or starting: it does not hold the row yet)."""
+        ...
+
 
 class _NoRuns:
     """No Dagster instance to ask (a plain Python call): runs are judged by their lease."""
@@ -50,6 +55,9 @@ class _NoRuns:
         return None
 
     def by_resume_key(self, resume_key: str) -> DagsterRunInfo | None:
+        return None
+
+    def active_relaunch(self, run_id: int) -> DagsterRunInfo | None:
         return None
 
 

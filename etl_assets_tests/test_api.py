@@ -256,3 +256,18 @@ def test_a_warehouse_that_does_not_answer_is_a_503_on_every_route(source):
         assert answer.json()["error"]["code"] == "warehouse_unavailable"
         assert "pa55word" not in answer.text and "127.0.0.1:9" not in answer.text
     store.engine.dispose()
+
+
+def test_a_retry_while_a_relaunch_is_queued_is_a_conflict_not_a_second_run(api, source, warehouse):
+    row = timed_out_row(source, warehouse)
+    # What the resume sensor (or an earlier retry) leaves behind before the daemon starts it.
+    queued = dg.DagsterRun(job_name="all_extracts", run_id="0f0e0d0c-queued", status=dg.DagsterRunStatus.NOT_STARTED,
+                           tags={RESUME_TAG: str(row.run_id)})
+    api.instance.add_run(queued)
+    response = api.client.post(f"/runs/{row.run_id}/retry", json={"dry_run": False})
+    assert error_of(response) == (409, "conflict")
+    assert response.json()["error"]["message"] == (
+        f"dw_etl_runs run {row.run_id} (items) is still active: Dagster run 0f0e0d0c-queued (NOT_STARTED) "
+        "was launched to resume it"
+    )
+    assert [r.run_id for r in api.instance.get_runs()] == ["0f0e0d0c-queued"]

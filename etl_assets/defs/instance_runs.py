@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from etl_assets.resume import RESUME_KEY_TAG, DagsterRunInfo
+from etl_assets.resume import RESUME_KEY_TAG, RESUME_TAG, DagsterRunInfo
 
 IN_PROGRESS = frozenset(
     {
@@ -31,4 +31,10 @@ class InstanceRuns:
 
     def by_resume_key(self, resume_key: str) -> DagsterRunInfo | None:
         runs = self.instance.get_runs(filters=dg.RunsFilter(tags={RESUME_KEY_TAG: resume_key}), limit=1)
+        return run_info(runs[0]) if runs else None
+
+    def active_relaunch(self, run_id: int) -> DagsterRunInfo | None:
+        runs = self.instance.get_runs(
+            filters=dg.RunsFilter(tags={RESUME_TAG: str(run_id)}, statuses=list(IN_PROGRESS)), limit=1
+        )
         return run_info(runs[0]) if runs else None
