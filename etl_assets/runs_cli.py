@@ -10,11 +10,15 @@ import json
 import sys
 from typing import Any
 
+import sqlalchemy
+import sqlalchemy.engine
+import sqlalchemy.exc
+
 from etl_assets.deployment import Deployment, InProcessLauncher
 from etl_assets.errors import LaunchError, RunConflictError, RunNotFoundError
 from etl_assets.operations import run_detail, run_summary
 
-EXIT_FAILED, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_LAUNCH = 1, 3, 4, 5
+EXIT_FAILED, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_LAUNCH, EXIT_WAREHOUSE = 1, 3, 4, 5, 6
 MAX_RUN_ID = 2**31 - 1  # dw_etl_runs.run_id is a 32-bit integer on PostgreSQL
 
 
@@ -88,6 +92,12 @@ def _guard(args: argparse.Namespace, handler: Any) -> int:
     except LaunchError as exc:
         print(f"etl-assets: {exc}", file=sys.stderr)
         return EXIT_LAUNCH
+    except sqlalchemy.exc.OperationalError as exc:
+        url = sqlalchemy.engine.make_url(deployment.settings.database_url).render_as_string(hide_password=True)
+        reason = str(exc.orig or exc).strip().splitlines()[0][:300] if str(exc.orig or exc).strip() else ""
+        print(f"etl-assets: the warehouse at {url} does not answer: {type(exc.orig or exc).__name__}: {reason}",
+              file=sys.stderr)
+        return EXIT_WAREHOUSE
     finally:
         deployment.close()
 

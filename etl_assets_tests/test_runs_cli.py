@@ -127,3 +127,16 @@ def test_a_retry_dagster_cannot_launch_exits_5(setup):
     assert server.source.requests() == []
     after = warehouse.run(row.run_id)
     assert (after.status.value, after.checkpoint.skip, after.records_loaded) == ("running", 10, 10)
+
+
+def test_a_warehouse_that_does_not_answer_exits_6_naming_it_without_its_password(setup):
+    _server, _warehouse, env = setup
+    bad = {**env, "ETL_DATABASE_URL": "postgresql+psycopg://etl:hunter2-secret@127.0.0.1:1/warehouse"}
+    for args in (["runs", "list"], ["runs", "show", "1"], ["checkpoint", "show", "1"]):
+        code, out, err = cli(bad, *args)
+        assert (code, out) == (6, ""), (args, err)
+        assert err.startswith(
+            "etl-assets: the warehouse at postgresql+psycopg://etl:***@127.0.0.1:1/warehouse does not answer: "
+            "OperationalError: connection failed: "
+        ), err
+        assert "hunter2" not in err and "Traceback" not in err
