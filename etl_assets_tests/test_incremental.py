@@ -3,6 +3,7 @@ watermark is the largest ``updated_at`` of the last successful run, a failed run
 alone, and a resume reads the same window."""
 
 import json
+from datetime import datetime, timezone
 from dataclasses import replace
 
 import dagster as dg
@@ -160,6 +161,9 @@ def test_cursor_values_compare_as_instants_numbers_or_text(a, b, expected):
          "key 'endpoint.incremental.param': 'q' is also in endpoint.params"),
         ({"cursor_path": "u", "param": "s;x", "initial_value": "x"},
          "key 'endpoint.incremental.param': must be a plain query parameter name"),
+        ({"cursor_path": "u", "param": "since", "initial_value": datetime(2024, 1, 1, tzinfo=timezone.utc)},
+         "key 'endpoint.incremental.initial_value': must be a string or a number; YAML read "
+         '2024-01-01T00:00:00+00:00 as a date or time, so quote it (initial_value: "2024-01-01T00:00:00+00:00")'),
     ],
 )
 def test_incremental_mistakes_are_named(incremental, message):

@@ -21,6 +21,7 @@ resource and the key, so a broken file never gets as far as a run.
 """
 
 import re
+from datetime import date
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -467,6 +468,12 @@ def _incremental(reader: _Reader, raw: Any) -> IncrementalSpec | None:
     initial = data["initial_value"]
     if isinstance(initial, str):
         reader.printable(initial, "endpoint.incremental.initial_value")
+    elif isinstance(initial, date):
+        raise reader.fail(
+            "endpoint.incremental.initial_value",
+            f"must be a string or a number; YAML read {initial.isoformat()} as a date or time, so quote it "
+            f"(initial_value: \"{initial.isoformat()}\")",
+        )
     elif isinstance(initial, bool) or not isinstance(initial, int | float):
         raise reader.fail("endpoint.incremental.initial_value", f"must be a string or a number, got {initial!r}")
     return IncrementalSpec(
