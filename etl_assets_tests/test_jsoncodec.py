@@ -1,5 +1,7 @@
 """Exact JSON: big integers survive, NaN is refused, output is canonical."""
 
+import gc
+
 import pytest
 
 from etl_assets import jsoncodec
@@ -81,3 +83,21 @@ def test_not_json_says_why(body, reason):
 def test_the_last_of_two_equal_names_wins_on_both_parser_paths():
     assert jsoncodec.loads(b'{"a": 1, "b": 2, "a": 3}') == {"a": 3, "b": 2}
     assert jsoncodec.loads(b'{"a": 1, "b": 1180591620717411303425, "a": 3}') == {"a": 3, "b": 2**70 + 1}
+
+
+@pytest.mark.parametrize("body", [b'{"a": [1, {"b": 2}]}', b"[1, 2,]", b'{"big": 123456789012345678901}'])
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_left_as_it_was_found(body, enabled):
+    """Parsing pauses the collector while orjson builds the value; whatever happens, it is
+    running again afterwards if it was running before, and still paused if it was paused."""
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        try:
+            jsoncodec.loads(body)
+        except ValueError:
+            pass
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
+
