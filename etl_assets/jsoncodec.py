@@ -18,18 +18,20 @@ from typing import Any
 
 import orjson
 
-# One C-speed pass classifies every byte (digit -> "0", e/E -> "e", sign -> "+", else " ");
-# plain substring searches on the result then find 19-digit runs and 3-digit exponents.
-# A regular expression doing the same costs about eight times more on a 750 kB page.
+# One C-speed pass classifies every byte (digit -> "0", e/E -> "e", else " ") and drops the
+# signs; two plain substring searches on the result then find 19-digit runs and 3-digit
+# exponents, signed or not. Dropping the signs can only join runs of digits, so nothing the
+# checks are for is missed (a false alarm costs the slower exact parse, never a wrong value),
+# and one search fewer saves a quarter of the check. A regular expression doing the same
+# costs about eight times more on a 750 kB page.
 _CLASSES = bytearray(b" " * 256)
 for _byte in b"0123456789":
     _CLASSES[_byte] = ord("0")
 for _byte in b"eE":
     _CLASSES[_byte] = ord("e")
-for _byte in b"+-":
-    _CLASSES[_byte] = ord("+")
 _CLASSES = bytes(_CLASSES)
-_SUSPECT = (b"0" * 19, b"0e000", b"0e+000")
+_SIGNS = b"+-"
+_SUSPECT = (b"0" * 19, b"0e000")
 
 MAX_DEPTH = 512
 """Deepest nesting of arrays and objects :func:`dumps_bytes` encodes (a flat object is 1).
@@ -52,7 +54,7 @@ class NestingError(ValueError):
 
 def _needs_exact_path(body: bytes) -> bool:
     """Whether ``body`` may hold an integer orjson would round or a number that overflows."""
-    classes = body.translate(_CLASSES)
+    classes = body.translate(_CLASSES, _SIGNS)
     return any(suspect in classes for suspect in _SUSPECT)
 
 

@@ -101,3 +101,18 @@ def test_the_garbage_collector_is_left_as_it_was_found(body, enabled):
     finally:
         gc.enable() if was else gc.disable()
 
+
+@pytest.mark.parametrize(
+    ("body", "exact"),
+    [
+        (b"[1234567890123456789]", True),
+        (b"[-12345678901234567890]", True),
+        (b"[1e308]", True),
+        (b"[1.5e30, -2E+99]", False),
+        (b"[1e+400]", True),
+        (b"[1E-400]", True),
+        (b'["+1-555-3766", "2024-01-01T00:00:02Z", 123456789012345678]', False),
+    ],
+)
+def test_numbers_orjson_could_round_or_overflow_take_the_exact_path(body, exact):
+    assert jsoncodec._needs_exact_path(body) is exact
