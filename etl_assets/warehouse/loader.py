@@ -5,18 +5,29 @@ result says how many rows were inserted, updated and left unchanged; a key repea
 pages or written by a concurrent writer never raises (``ON CONFLICT``), and an unchanged
 row (same hash) is not rewritten.
 
-On PostgreSQL a page goes in with two statements whatever its size: ``COPY`` into a
-session-local temporary table, then one set-based ``INSERT ... SELECT ... ON CONFLICT DO
-UPDATE ... WHERE hash differs`` whose ``RETURNING (xmax = 0)`` tells inserts from updates.
+On PostgreSQL a page goes in with one statement, one round trip, whatever its size: the
+page's keys (a JSON array), records (canonical JSON, one per line) and hashes travel as three
+``text`` parameters in binary format, as the bytes :func:`prepare_page` made, and one
+set-based ``INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE hash differs`` splits them
+back into rows and merges them; its ``RETURNING (xmax = 0)`` tells inserts from updates.
 Row-by-row ``executemany`` spent most of a run's time in per-row protocol work (about
-16,000 rows/s against about 170,000 for ``COPY``; see ``bench/RESULTS.md``). SQLite has no
-``COPY``: it reads the page's existing hashes and upserts only new or changed rows.
+16,000 rows/s against about 170,000 for ``COPY``; see ``bench/RESULTS.md``). The statement
+costs PostgreSQL about what ``COPY`` into the staging table would (most of it is parsing
+jsonb), and it replaced ``COPY`` into a session temporary table followed by the merge: that
+took four round trips where this takes one, and every round trip is a wait for the GIL on
+the main thread while the parse worker holds it. A page of more than
+:data:`MAX_PARAMETER_BYTES` still goes through ``COPY`` (a value is at most 1 GB). SQLite
+has neither: it reads the page's existing hashes and upserts only new or changed rows.
 """
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
+import orjson
 import psycopg
+import psycopg.adapt
+import psycopg.postgres
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
@@ -26,7 +37,30 @@ from etl_assets.warehouse.records import PreparedPage
 
 SQLITE_KEYS_PER_QUERY = 900
 PAGE_TABLE = "etl_assets_page"
-"""The temporary table a page is copied into; one per database session, emptied on commit."""
+"""The temporary table a page too large for one parameter is copied into; one per database
+session, emptied on commit."""
+
+MAX_PARAMETER_BYTES = 64 * 1024 * 1024
+"""A page whose records take more than this as JSON is written through ``COPY`` (streamed)
+instead of as one parameter (PostgreSQL holds a value of at most 1 GB, all in memory)."""
+
+
+class _Utf8:
+    """UTF-8 bytes sent to PostgreSQL as a ``text`` parameter, in binary format: exactly these
+    bytes, with no decoding, re-encoding or escaping on the way."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _Utf8Dumper(psycopg.adapt.Dumper):
+    format = psycopg.pq.Format.BINARY
+    oid = psycopg.postgres.types["text"].oid
+
+    def dump(self, obj: _Utf8) -> bytes:
+        return obj.data
 
 _COPY_ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"))
 
@@ -86,19 +120,42 @@ class StagingLoader:
             "(record_key text NOT NULL, record text NOT NULL, record_hash text NOT NULL) ON COMMIT DELETE ROWS"
         )
         self._copy = f"COPY {PAGE_TABLE} (record_key, record, record_hash) FROM STDIN"
-        self._merge = (
-            f"WITH written AS (INSERT INTO {self.qualified} AS t "
-            "(record_key, record, record_hash, first_loaded_at, last_loaded_at, etl_run_id) "
-            f"SELECT record_key, CAST(record AS jsonb), record_hash, %(now)s, %(now)s, %(run_id)s FROM {PAGE_TABLE} "
-            "ON CONFLICT (record_key) DO UPDATE SET record = excluded.record, "
-            "record_hash = excluded.record_hash, last_loaded_at = excluded.last_loaded_at, "
-            "etl_run_id = excluded.etl_run_id WHERE t.record_hash <> excluded.record_hash "
-            "RETURNING (xmax = 0) AS inserted) "
-            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
+        self._merge = self._merge_from(PAGE_TABLE)
+        # The three parameters split back into rows in step: ROWS FROM zips its functions.
+        # string_to_table (PostgreSQL 14) streams; older servers build an array first.
+        self._merge_page = self._merge_from(
+            "ROWS FROM (jsonb_array_elements_text(CAST(%(keys)b AS jsonb)), "
+            "string_to_table(%(records)b, E'\\n'), string_to_table(%(hashes)b, E'\\n')) "
+            "AS p(record_key, record, record_hash)"
+        )
+        self._merge_page_before_14 = self._merge_from(
+            "ROWS FROM (jsonb_array_elements_text(CAST(%(keys)b AS jsonb)), "
+            "unnest(string_to_array(%(records)b, E'\\n')), unnest(string_to_array(%(hashes)b, E'\\n'))) "
+            "AS p(record_key, record, record_hash)"
         )
         self._existing = sa.text(
             f"SELECT record_key, record_hash FROM {self.qualified} WHERE record_key IN :keys"
         ).bindparams(sa.bindparam("keys", expanding=True))
+
+    def _merge_from(self, source: str) -> str:
+        """The merge of the rows of ``source``: inserted and updated counts, and
+        ``synchronous_commit`` off for this transaction (``SET LOCAL``, without a round trip
+        of its own).
+
+        Safe without waiting for the WAL flush: the page and its checkpoint commit together,
+        so a server crash can only lose both (the resume re-reads them), and the run's final
+        success is written by a synchronous transaction after them."""
+        return (
+            f"WITH written AS (INSERT INTO {self.qualified} AS t "
+            "(record_key, record, record_hash, first_loaded_at, last_loaded_at, etl_run_id) "
+            f"SELECT record_key, CAST(record AS jsonb), record_hash, %(now)s, %(now)s, %(run_id)s FROM {source} "
+            "ON CONFLICT (record_key) DO UPDATE SET record = excluded.record, "
+            "record_hash = excluded.record_hash, last_loaded_at = excluded.last_loaded_at, "
+            "etl_run_id = excluded.etl_run_id WHERE t.record_hash <> excluded.record_hash "
+            "RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted), "
+            "set_config('synchronous_commit', 'off', true) FROM written"
+        )
 
     def ensure_table(self) -> None:
         create_idempotently(self.engine, lambda conn: self.table.create(conn, checkfirst=True))
@@ -111,13 +168,8 @@ class StagingLoader:
         return found
 
     def prepare_session(self, conn: Connection) -> None:
-        """Create the session-local page table on ``conn`` once, for a connection that will
-        write many pages (committed, so a later page's rollback cannot take it away)."""
-        if self.dialect != "postgresql" or conn.info.get(PAGE_TABLE):
-            return
-        with conn.begin():
-            conn.exec_driver_sql(self._create_page_table)
-        conn.info[PAGE_TABLE] = True
+        """Prepare ``conn`` to write many pages. Nothing is needed any more: a page goes in as
+        one statement, and the rare page too large for it creates its ``COPY`` table itself."""
 
     def write(self, conn: Connection, page: PreparedPage, *, run_id: int, now: datetime) -> PageWrite:
         """Upsert the page in ``conn``'s transaction and report what changed.
@@ -130,36 +182,50 @@ class StagingLoader:
         if not page.rows:
             return PageWrite(0, 0, 0)
         if self.dialect == "postgresql":
-            return self._copy_and_merge(conn, page, run_id=run_id, now=now)
+            return self._merge_page_rows(conn, page, run_id=run_id, now=now)
         return self._upsert_changed(conn, page, run_id=run_id, now=now)
 
-    def _copy_and_merge(self, conn: Connection, page: PreparedPage, *, run_id: int, now: datetime) -> PageWrite:
-        buffer = b"".join(
-            b"%s\t%s\t%s\n" % (_copy_field(key.encode("utf-8")), _copy_field(data), digest.encode("ascii"))
-            for key, (data, digest) in page.rows.items()
-        )
+    def _merge_page_rows(self, conn: Connection, page: PreparedPage, *, run_id: int, now: datetime) -> PageWrite:
         raw = conn.connection.driver_connection
-        statement = self._copy
+        copy = sum(len(data) + 1 for data, _ in page.rows.values()) > MAX_PARAMETER_BYTES
+        statement = self._copy if copy else self._merge_page
         try:
             with raw.cursor() as cursor:
-                # Safe without waiting for the WAL flush: the page and its checkpoint commit
-                # together, so a server crash can only lose both (the resume re-reads them), and
-                # the run's final success is written by a synchronous transaction after them.
-                cursor.execute("SET LOCAL synchronous_commit = off")
-                if not conn.info.get(PAGE_TABLE):
-                    cursor.execute(self._create_page_table)
-                with cursor.copy(self._copy) as copy:
-                    copy.write(buffer)
-                statement = self._merge
-                cursor.execute(self._merge, {"now": now, "run_id": run_id})
-                inserted, updated = cursor.fetchone()
+                if copy:
+                    self._copy_page(cursor, page)
+                    statement = self._merge
+                    cursor.execute(statement, {"now": now, "run_id": run_id})
+                else:
+                    if raw.info.server_version < 140000:
+                        statement = self._merge_page_before_14
+                    cursor.adapters.register_dumper(_Utf8, _Utf8Dumper)
+                    rows = page.rows.values()
+                    cursor.execute(statement, {
+                        "now": now,
+                        "run_id": run_id,
+                        "keys": _Utf8(orjson.dumps(list(page.rows))),
+                        # Canonical JSON never holds a raw line break (JSON escapes control
+                        # characters), and a hash is hexadecimal.
+                        "records": _Utf8(b"\n".join([data for data, _ in rows])),
+                        "hashes": _Utf8("\n".join([digest for _, digest in rows]).encode("ascii")),
+                    })
+                inserted, updated, _ = cursor.fetchone()
         except psycopg.Error as exc:
-            # COPY has no SQLAlchemy API, so this page goes through the driver's own cursor and
-            # its errors arrive unwrapped. Wrapped as SQLAlchemy wraps every other statement's,
-            # a value PostgreSQL refuses or a connection lost mid-page fails the run as the
-            # warehouse refusing the page, naming extract and skip, not as an unknown crash.
+            # The page goes through the driver's own cursor (binary parameters and COPY have no
+            # SQLAlchemy API), so its errors arrive unwrapped. Wrapped as SQLAlchemy wraps every
+            # other statement's, a value PostgreSQL refuses or a connection lost mid-page fails
+            # the run as the warehouse refusing the page, naming extract and skip, not as an
+            # unknown crash.
             raise sa.exc.DBAPIError.instance(statement, None, exc, psycopg.Error, dialect=conn.dialect) from exc
         return PageWrite(inserted=inserted, updated=updated, unchanged=len(page.rows) - inserted - updated)
+
+    def _copy_page(self, cursor: psycopg.Cursor[Any], page: PreparedPage) -> None:
+        """``COPY`` a page too large for one parameter into the session's page table, row by
+        row as it streams (``IF NOT EXISTS``: a rolled-back page may have taken the table with it)."""
+        cursor.execute(self._create_page_table)
+        with cursor.copy(self._copy) as copy:
+            for key, (data, digest) in page.rows.items():
+                copy.write(b"%s\t%s\t%s\n" % (_copy_field(key.encode("utf-8")), _copy_field(data), digest.encode()))
 
     def _upsert_changed(self, conn: Connection, page: PreparedPage, *, run_id: int, now: datetime) -> PageWrite:
         """SQLite: read the page's stored hashes, then upsert only new or changed rows."""

@@ -1,12 +1,15 @@
 """The staging loader on both backends: inserted / updated / unchanged, and values that
-``COPY``'s text format must escape (backslashes, tabs, line breaks, its ``\\N`` null marker)."""
+``COPY``'s text format must escape (backslashes, tabs, line breaks, its ``\\N`` null marker),
+on PostgreSQL through both of its paths (one statement, and ``COPY`` for a page too large
+for one parameter)."""
 
 import json
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 
-from etl_assets.warehouse import StagingLoader, prepare_page
+from etl_assets.warehouse import StagingLoader, loader as loader_module, prepare_page
 
 AWKWARD = [
     {"id": "a\\b", "name": "back\\slash"},
@@ -56,3 +59,57 @@ def test_unchanged_rows_are_not_rewritten_and_changes_are_counted(warehouse):
     assert rows["\\N"] == ({"id": "\\N", "name": "now different"}, 3)
     assert rows["7"] == ({"id": 7, "name": "new"}, 3)
     assert rows["a\\b"][1] == 1
+
+
+@pytest.fixture(params=["one statement", "copy"])
+def postgres_path(request, postgres_warehouse, monkeypatch):
+    """The PostgreSQL warehouse, writing pages as one statement or through ``COPY`` (the path
+    of a page larger than ``MAX_PARAMETER_BYTES``, here made small enough for every page)."""
+    if request.param == "copy":
+        monkeypatch.setattr(loader_module, "MAX_PARAMETER_BYTES", 10)
+    return postgres_warehouse
+
+
+def test_both_postgresql_paths_store_awkward_values_and_count_exactly(postgres_path):
+    assert (load(postgres_path, AWKWARD).inserted, load(postgres_path, AWKWARD, run_id=2).unchanged) == (6, 6)
+    changed = [dict(r) for r in AWKWARD]
+    changed[0]["name"] = "changed \\ again\ttab"
+    changed.append({"id": "new\nline", "name": "x"})
+    third = load(postgres_path, changed, run_id=3)
+    assert (third.inserted, third.updated, third.unchanged) == (1, 1, 5)
+    rows = stored(postgres_path)
+    assert rows == {str(r["id"]): (r, 3 if r in (changed[0], changed[-1]) else 1) for r in changed}
+
+
+def test_a_page_commits_without_waiting_for_the_wal_flush_and_only_that_transaction(postgres_path):
+    """``synchronous_commit`` is off for the page's transaction (it commits with its checkpoint,
+    so a crash loses both or neither), and back to the server's setting after it: the run's
+    end, written on a connection the page's may be returned to, is still synchronous."""
+    postgres_path.store.ensure_schema()
+    loader = StagingLoader(postgres_path.engine, "stg_items", postgres_path.schema)
+    loader.ensure_table()
+    page = prepare_page(AWKWARD, extract="items", primary_key=("id",), skip=0)
+    with postgres_path.engine.connect() as conn:
+        before = conn.exec_driver_sql("SHOW synchronous_commit").scalar_one()
+        conn.commit()
+        with conn.begin():
+            loader.write(conn, page, run_id=1, now=datetime(2026, 12, 4, tzinfo=UTC))
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == "off"
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == before != "off"
+
+
+def test_a_page_postgresql_refuses_rolls_back_and_the_next_page_on_the_connection_writes(postgres_path):
+    postgres_path.store.ensure_schema()
+    loader = StagingLoader(postgres_path.engine, "stg_items", postgres_path.schema)
+    loader.ensure_table()
+    bad = prepare_page([{"id": 1, "n": "x" * 10}, {"id": 2}], extract="items", primary_key=("id",), skip=0)
+    bad.rows["1"] = (b'{"not": json', bad.rows["1"][1])  # past every check, refused by jsonb
+    good = prepare_page(AWKWARD, extract="items", primary_key=("id",), skip=0)
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    with postgres_path.engine.connect() as conn:
+        with pytest.raises(sa.exc.DBAPIError, match="invalid input syntax for type json"):
+            with conn.begin():
+                loader.write(conn, bad, run_id=1, now=now)
+        with conn.begin():
+            assert loader.write(conn, good, run_id=1, now=now).inserted == 6
+    assert sorted(stored(postgres_path)) == sorted(str(r["id"]) for r in AWKWARD)
