@@ -17,6 +17,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from etl_assets import jsoncodec
 from etl_assets.errors import MalformedPageError
 
@@ -111,60 +113,91 @@ def _excerpt(value: Any) -> str:
         return repr(value)[:200]
 
 
+def _where(extract: str, skip: int, position: int) -> str:
+    return f"extract {extract!r}, skip={skip}, record {skip + position} (position {position} in the page)"
+
+
 def prepare_page(
     records: list[Any], *, extract: str, primary_key: tuple[str, ...], skip: int
 ) -> PreparedPage:
-    """Validate and encode a page; raise :class:`MalformedPageError` naming the record."""
+    """Validate and encode a page; raise :class:`MalformedPageError` naming the record.
+
+    This runs for every record of every page, on the thread that parses pages while the
+    main thread writes: the common case (a string or integer key, a record orjson encodes,
+    no NUL) calls nothing but the encoder and the hash, and an error message is only built
+    for the record that fails."""
     rows: dict[str, tuple[bytes, str]] = {}
     warnings: list[str] = []
     duplicates = 0
+    max_key_bytes = MAX_KEY_BYTES
+    max_record_bytes = MAX_RECORD_BYTES
+    single = primary_key[0] if len(primary_key) == 1 else None
+    dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
+    blake2b = hashlib.blake2b
     for position, record in enumerate(records):
-        where = f"extract {extract!r}, skip={skip}, record {skip + position} (position {position} in the page)"
-        if not isinstance(record, dict):
+        if type(record) is not dict and not isinstance(record, dict):
             raise MalformedPageError(
-                f"{where}: records must be JSON objects, got {type(record).__name__}", extract=extract
+                f"{_where(extract, skip, position)}: records must be JSON objects, got {type(record).__name__}",
+                extract=extract,
             )
-        key = record_key(record, primary_key)
-        if key is None:
-            shown = {name: record.get(name, "<missing>") for name in primary_key}
-            raise MalformedPageError(
-                f"{where}: {_missing_key_reason(record, primary_key)} ({_excerpt(shown)})", extract=extract
-            )
-        nul_fields: list[str] = []
+        key: Any = record.get(single) if single is not None else None
+        if type(key) is str:
+            pass
+        elif type(key) is int:
+            key = str(key)
+        else:
+            key = record_key(record, primary_key)
+            if key is None:
+                shown = {name: record.get(name, "<missing>") for name in primary_key}
+                raise MalformedPageError(
+                    f"{_where(extract, skip, position)}: {_missing_key_reason(record, primary_key)} "
+                    f"({_excerpt(shown)})",
+                    extract=extract,
+                )
+        nul_fields: list[str] | None = None
         if "\x00" in key:
             key = key.replace("\x00", "")
-            nul_fields.append("<primary key>")
-        if len(key) * 4 > MAX_KEY_BYTES and (size := len(key.encode("utf-8", "surrogatepass"))) > MAX_KEY_BYTES:
+            nul_fields = ["<primary key>"]
+        if len(key) * 4 > max_key_bytes and (size := len(key.encode("utf-8", "surrogatepass"))) > max_key_bytes:
             raise MalformedPageError(
-                f"{where}: the primary key is {size} bytes long, more than the {MAX_KEY_BYTES} allowed "
-                f"(starting {key[:40]!r})",
+                f"{_where(extract, skip, position)}: the primary key is {size} bytes long, more than the "
+                f"{max_key_bytes} allowed (starting {key[:40]!r})",
                 extract=extract,
             )
         try:
-            data = jsoncodec.dumps_bytes(record)
-        except jsoncodec.NestingError as exc:
-            raise MalformedPageError(f"{where}, key {key!r}: the record is {exc}", extract=extract) from None
-        except (TypeError, ValueError, RecursionError) as exc:
-            # ValueError covers UnicodeEncodeError: a lone surrogate (\ud800) is not UTF-8
-            raise MalformedPageError(
-                f"{where}, key {key!r}: cannot encode: {type(exc).__name__}: {str(exc)[:200]}", extract=extract
-            ) from None
+            # An exact copy: orjson's own bytes keep its 8 kB write buffer (see dumps_bytes).
+            data = memoryview(dumps(record, option=sort_keys)).tobytes()
+        except TypeError:
+            data = _dumps_exact(record, _where(extract, skip, position), key, extract)
         if b"\\u0000" in data:
+            nul_fields = nul_fields or []
             record = _strip_nul(record, "", nul_fields)
             data = jsoncodec.dumps_bytes(record)
-        if len(data) > MAX_RECORD_BYTES:
+        if len(data) > max_record_bytes:
             raise MalformedPageError(
-                f"{where}, key {key!r}: the record is {len(data)} bytes as JSON, more than the "
-                f"{MAX_RECORD_BYTES} allowed",
+                f"{_where(extract, skip, position)}, key {key!r}: the record is {len(data)} bytes as JSON, "
+                f"more than the {max_record_bytes} allowed",
                 extract=extract,
             )
         if nul_fields:
             warnings.append(
                 f"extract {extract!r}: record {key!r}: removed NUL characters from {', '.join(sorted(set(nul_fields)))}"
             )
-        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         if key in rows:
             duplicates += 1
             del rows[key]
-        rows[key] = (data, digest)
+        rows[key] = (data, blake2b(data, digest_size=16).hexdigest())
     return PreparedPage(rows=rows, received=len(records), duplicates=duplicates, warnings=warnings)
+
+
+def _dumps_exact(record: dict[str, Any], where: str, key: str, extract: str) -> bytes:
+    """Encode what orjson refuses (integers beyond 64 bits, deep nesting), or say why it cannot be."""
+    try:
+        return jsoncodec.dumps_bytes(record)
+    except jsoncodec.NestingError as exc:
+        raise MalformedPageError(f"{where}, key {key!r}: the record is {exc}", extract=extract) from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        # ValueError covers UnicodeEncodeError: a lone surrogate (\ud800) is not UTF-8
+        raise MalformedPageError(
+            f"{where}, key {key!r}: cannot encode: {type(exc).__name__}: {str(exc)[:200]}", extract=extract
+        ) from None
