@@ -7,7 +7,9 @@ per run: rows per second of the load (imports and start-up left out, for every l
 alike), CPU seconds of the loader's process tree and of PostgreSQL, and the peak resident
 memory of the loader's process tree (sampled every 20 ms, all processes summed, so dlt's
 normalize workers count). The table and the targets of the benchmark issue go to stdout and
-to ``bench/RESULTS.md``.
+to ``bench/RESULTS.md``, with, for each latency setting, where one more (profiled) project
+run's time went per page: the main thread's wait on PostgreSQL, CPU per thread, PostgreSQL's
+and the source's CPU, and the garbage collector's pauses.
 
 PostgreSQL's CPU is read from ``/proc``: every server process's own time plus the time of
 backends that ended, which the postmaster collects when it reaps them.
@@ -199,6 +201,11 @@ class Source:
 
     def pages_served(self) -> int:
         return httpx.get(f"{self.url}/_stats").json()["pages"]
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        fields = _stat(self.proc.pid)
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else 0.0
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
@@ -404,6 +411,9 @@ def main() -> None:
         print("resume at 90%", flush=True)
         extra.append(resume_at_90(bench, source, n))
 
+        print("where the time goes: one more project run, profiled", flush=True)
+        extra.append(profile_run(bench, source, n, 1000, "without latency, pages of 1,000"))
+
     print(f"20 ms latency, {n_lat:,} records, page size 100", flush=True)
     with Source(n_lat, latency_ms=20) as source:
         slow = alternate(bench, "20 ms latency", source, {
@@ -412,6 +422,8 @@ def main() -> None:
             "dlt tuned, merge": {"loader": "dlt"},
         }, args.repeats, n_lat, 100)
         report += slow.values()
+        print("where the time goes: one more project run, profiled", flush=True)
+        extra.append(profile_run(bench, source, n_lat, 100, "with 20 ms latency, pages of 100"))
 
     print("a source that caps the page size at 500 when asked for 1000", flush=True)
     extra.append(capped_page_size(bench, min(n, 20_000)))
@@ -486,6 +498,38 @@ def capped_page_size(bench: Bench, n: int) -> str:
     return (f"Capped page size: the source serves 500 rows per page when asked for 1000, {n:,} records in all. "
             f"This project stored {counts['project']:,}; dlt tuned stored {counts['dlt']:,} "
             "(its offset paginator advances by the limit asked, not by the rows received).")
+
+
+def profile_run(bench: Bench, source: Source, n: int, limit: int, scenario: str) -> str:
+    """One more project run (not in the table), profiled from inside (``loaders.py --profile``):
+    a paragraph saying where its time went, per page."""
+    schema = bench.schema()
+    source_before = source.cpu_seconds()
+    result, measured = run_measured([PYTHON, str(HERE / "loaders.py"), "project", "--url", source.url,
+                                     "--database-url", bench.database_url, "--schema", schema,
+                                     "--limit", str(limit), "--profile"])
+    source_cpu = source.cpu_seconds() - source_before
+    bench.drop_schemas()
+    profile = result["profile"]
+    pages = profile["pages"] or 1
+    inner = result["extract_seconds"]
+
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000 / pages:.1f} ms"
+
+    threads = profile["thread_cpu"]
+    gc_seconds = sum(g["seconds"] for g in profile["gc"].values())
+    collections = ", ".join(f"{g['collections']} generation-{gen}" for gen, g in profile["gc"].items())
+    write = profile["write"]["seconds"]
+    return (
+        f"Where the time goes {scenario} (one more project run, profiled, {n / inner:,.0f} rows/s in the asset; "
+        f"per page of {limit:,}, {ms(inner)} in all): the main thread spent {ms(write)} writing pages "
+        f"(the page's statement in PostgreSQL, and taking the GIL back after it) and {ms(inner - write)} on the rest "
+        f"(waiting for the next parsed page, the progress update and commit, the loop); CPU per page: "
+        f"parse worker {ms(threads.get('parse', 0))}, HTTP event loop {ms(threads.get('http', 0))}, main thread "
+        f"{ms(threads.get('main', 0))}, PostgreSQL {ms(measured.pg_cpu)}, source {ms(source_cpu)}; of the loader's "
+        f"CPU, the garbage collector's pauses took {ms(gc_seconds)} ({collections} collections)."
+    )
 
 
 def resume_at_90(bench: Bench, source: Source, n: int) -> str:
