@@ -14,6 +14,8 @@ happens to allow) are made one rule here: :data:`MAX_DEPTH`.
 import gc
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -58,25 +60,35 @@ def _needs_exact_path(body: bytes) -> bool:
     return any(suspect in classes for suspect in _SUSPECT)
 
 
-def _loads_without_collecting(body: bytes) -> Any:
-    """``orjson.loads`` with the cyclic garbage collector paused while it builds the value.
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a block that builds many short-lived objects,
+    such as a parsed page, so that none of its collections walks them while they live.
 
     A page of 1,000 records is tens of thousands of new lists and dicts: with the collector
     on, every 700 of them start a collection that walks the young objects, and the ones that
     survive (the page being built) are pushed to older generations until a full collection
     walks the whole heap, about 150 ms in a Dagster process. That was a quarter of a run's
-    wall time, and the main thread, which only needs the lock between two database round
-    trips, waited through it. orjson holds the GIL for the whole call and builds trees, never
-    cycles, so no other thread runs while the collector is paused and nothing it would have
-    freed is missed: the new objects are counted as usual and the next allocation after it
-    collects them once."""
+    wall time, holding the GIL that the main thread needs between two database round trips.
+    Objects made while paused are counted as usual and collected by the first collection
+    after it, once; what the block has freed by then is never walked at all. A collector
+    already paused (by an enclosing block, or by the application) is left as it is."""
     if not gc.isenabled():
-        return orjson.loads(body)
+        yield
+        return
     gc.disable()
     try:
-        return orjson.loads(body)
+        yield
     finally:
         gc.enable()
+
+
+def _loads_without_collecting(body: bytes) -> Any:
+    """``orjson.loads`` with the collector paused: orjson holds the GIL for the whole call and
+    builds trees, never cycles, so no other thread runs while it is paused and nothing it
+    would have freed is missed."""
+    with collector_paused():
+        return orjson.loads(body)
 
 
 def _reject_constant(name: str) -> Any:

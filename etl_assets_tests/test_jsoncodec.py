@@ -102,6 +102,23 @@ def test_the_garbage_collector_is_left_as_it_was_found(body, enabled):
         gc.enable() if was else gc.disable()
 
 
+def test_a_paused_block_resumes_the_collector_once_even_nested_or_failing():
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with pytest.raises(KeyError):
+            with jsoncodec.collector_paused():
+                assert not gc.isenabled()
+                with jsoncodec.collector_paused():
+                    jsoncodec.loads(b"[1]")
+                    assert not gc.isenabled()
+                assert not gc.isenabled()
+                raise KeyError("x")
+        assert gc.isenabled()
+    finally:
+        gc.enable() if was else gc.disable()
+
+
 @pytest.mark.parametrize(
     ("body", "exact"),
     [
