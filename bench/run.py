@@ -244,6 +244,8 @@ class Bench:
         with engine.begin() as conn:
             for name in self.schemas:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+                # dlt's merge stages each load in a dataset of its own next to the target one
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}_staging" CASCADE'))
         engine.dispose()
         self.schemas.clear()
 
