@@ -527,9 +527,7 @@ class _Run:
                     )
                 self.record = resume
                 self.context = context
-                self.committed = Position(
-                    checkpoint.skip, checkpoint.page_index, checkpoint.next_url, checkpoint.cursor, checkpoint.exhausted
-                )
+                self.committed = Position.of(checkpoint)
                 self.committed_records = checkpoint.total_records
                 self.log.info(
                     f"extract {name!r}: resuming dw_etl_runs run {resume.run_id} from checkpoint "
@@ -1076,9 +1074,7 @@ class _Run:
             self.committed = Position()
         else:
             self.context["checkpoint"] = checkpoint.to_json()
-            self.committed = Position(
-                checkpoint.skip, checkpoint.page_index, checkpoint.next_url, checkpoint.cursor, checkpoint.exhausted
-            )
+            self.committed = Position.of(checkpoint)
         self.committed_records = stored.records_loaded
         self.high_water = (stored.run_context.get("incremental") or {}).get("high_water")
         if "incremental" in self.context:

@@ -16,7 +16,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Literal
 
 import sqlalchemy as sa
+
+from etl_assets_tests.support import free_port
 
 __all__ = ["ClusterUnavailable", "ThrowawayCluster", "find_bindir"]
 
@@ -51,12 +52,6 @@ def find_bindir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ThrowawayCluster:
     """``initdb``, start, restart (cleanly or as a crash) and remove a private cluster."""
 
@@ -69,7 +64,7 @@ class ThrowawayCluster:
         self.root = Path(tempfile.mkdtemp(prefix="etl-pgcluster-"))
         self.data = self.root / "data"
         self.logfile = self.root / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self._as: list[str] = []
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")

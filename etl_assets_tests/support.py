@@ -127,6 +127,15 @@ def with_limit(spec: ExtractSpec, limit: int) -> ExtractSpec:
     return replace(spec, paginator=replace(spec.paginator, limit=limit))
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on now, for a server a test starts in another process."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class AppServer:
     """Any ASGI app under a real uvicorn on 127.0.0.1, in a thread, for the length of a test."""
 

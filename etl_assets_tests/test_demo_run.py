@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from etl_assets_tests.test_json_server import free_port
+from etl_assets_tests.support import free_port
 
 
 def test_demo_stops_halfway_resumes_and_summarizes(tmp_path):

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 from dagster_graphql import DagsterGraphQLClient
 
 from etl_assets.checkpoints import RunStatus
+from etl_assets_tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -32,11 +32,6 @@ PATIENTS = 3000  # the packaged extracts page by 1000: 3, 9 and 15 pages
 MAX_RESUME_ATTEMPTS = 2
 pytestmark = pytest.mark.timeout(600)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 120, every: float = 0.25) -> object:

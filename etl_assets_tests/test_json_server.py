@@ -7,7 +7,6 @@ alias ``json-server-v1``), for the paging styles of ``test_paging_styles.py``.
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from etl_assets.demo.records import patient
 from etl_assets.errors import JobTimeoutError
 from etl_assets.sources.spec import parse_extracts
 from etl_assets_tests.conftest import IN_CI
-from etl_assets_tests.support import extract
+from etl_assets_tests.support import extract, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARIES = {
@@ -28,12 +27,6 @@ BINARIES = {
     "1.0.0-beta.15": ROOT / "node_modules" / "json-server-v1" / "lib" / "bin.js",
 }
 PATIENTS = 257
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

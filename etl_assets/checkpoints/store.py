@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl_assets.checkpoints.models import Checkpoint, RunRecord, RunStatus, utcnow
 from etl_assets.settings import validate_schema
+from etl_assets.sources.partitions import partition_key
 from etl_assets.warehouse.engine import create_idempotently
 
 RUNS_TABLE = "dw_etl_runs"
@@ -188,10 +189,8 @@ class CheckpointStore:
         with self.engine.connect() as conn:
             for row in conn.execute(query):
                 record = self._record(row)
-                partition = record.run_context.get("parameters", {}).get("partition") if isinstance(
-                    record.run_context.get("parameters"), dict) else None
                 # Each partition of a partitioned extract is a logical run of its own.
-                key = (record.job_name, partition.get("key") if isinstance(partition, dict) else None)
+                key = (record.job_name, partition_key(record.parameters))
                 if key in newest:
                     continue
                 newest[key] = record

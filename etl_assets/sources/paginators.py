@@ -37,6 +37,13 @@ class Position:
     """The source has no page after this one: a resume has nothing left to read."""
 
 
+    @classmethod
+    def of(cls, checkpoint: Any) -> Position:
+        """Where a stored checkpoint says a run stands (a :class:`Checkpoint`)."""
+        return cls(checkpoint.skip, checkpoint.page_index, checkpoint.next_url, checkpoint.cursor,
+                   checkpoint.exhausted)
+
+
 OffsetState = Position
 """The name earlier code and tests use for an offset run's position."""
 
@@ -333,12 +340,7 @@ class CursorPaginator(_PointerPaginator):
         return PageRequest(self.skip, params)
 
     def read(self, body: Any, headers: Any, url: str, records: list[Any]) -> str | None:
-        found = select(body, self.selector)
-        if found is MISSING or found is None or isinstance(found, bool) or found == "":
-            return None
-        if isinstance(found, int | str) or (isinstance(found, float) and math.isfinite(found)):
-            return str(found)
-        return None
+        return _token(select(body, self.selector))
 
     def state(self) -> Position:
         return Position(skip=self.skip, page_index=self.page_index, cursor=self.pointer)
@@ -366,15 +368,24 @@ class KeysetPaginator(CursorPaginator):
         if not records:
             return None
         found = select(records[-1], self.selector)
-        if isinstance(found, bool) or not (
-            isinstance(found, int | str) and found != "" or isinstance(found, float) and math.isfinite(found)
-        ):
+        token = _token(found)
+        if token is None:
             shown = "nothing" if found is MISSING else repr(found)[:80]
             raise PointerError(
                 f"keyset paging: the page's last record has no usable {self.spec.cursor_path!r} to continue "
                 f"after (found {shown})"
             )
+        return token
+
+
+def _token(found: Any) -> str | None:
+    """A cursor or key value as the text sent back, or ``None`` when there is none usable
+    (missing, null, empty, a boolean, a non-finite number, an object or a list)."""
+    if isinstance(found, bool) or found == "":
+        return None
+    if isinstance(found, int | str) or (isinstance(found, float) and math.isfinite(found)):
         return str(found)
+    return None
 
 
 PAGINATORS: dict[str, type[Paginator]] = {

@@ -208,12 +208,19 @@ class Torture:
         self.records = records
         self.kinds = kinds
         self.deck: list[str] = []
+        self.stores: dict[str, CheckpointStore] = {}
         self.deck_rng = random.Random(deck_seed)
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(["etl_assets.extract", "etl_assets_tests.torture"])
         self.engine = sa.create_engine(
             cluster.url + f"?application_name={HARNESS}", pool_pre_ping=True, isolation_level="AUTOCOMMIT"
         )
+
+    def store(self, schema: str) -> CheckpointStore:
+        """The seed's store on the harness's engine, built once (snapshots run ten times a second)."""
+        if schema not in self.stores:
+            self.stores[schema] = CheckpointStore(self.engine, schema)
+        return self.stores[schema]
 
     def draw_fault(self) -> str:
         """Faults come from a shuffled deck of every kind, so a short run still sees each one."""
@@ -258,7 +265,7 @@ class Torture:
         with self.engine.connect() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        store = CheckpointStore(self.engine, schema)
+        store = self.store(schema)
         spec = replace(
             items_spec(
                 self.server_url,
@@ -422,7 +429,7 @@ class Torture:
         return thread
 
     def _checkpoint_page(self, schema: str, run_id: int) -> int:
-        store = CheckpointStore(self.engine, schema)
+        store = self.store(schema)
         row = self.retrying(lambda: store.get(run_id), "the checkpoint")
         return row.checkpoint.page_index if row and row.checkpoint else 0
 
@@ -433,7 +440,7 @@ class Torture:
         """In one snapshot: the newest run row, and every record before its checkpoint stored
         with its latest content."""
         with self.snapshot() as conn:
-            store = CheckpointStore(self.engine, schema)
+            store = self.store(schema)
             rows = [r for r in self._rows(conn, store)]
             if not rows:
                 return None
