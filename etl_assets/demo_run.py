@@ -2,12 +2,19 @@
 
 It starts the demo source in its own process, materializes every extract into the SQLite
 warehouse through Dagster (on the instance in ``.dagster_home``, so the runs show in the
-UI afterwards), stops the patients extract halfway on a short timeout, resumes it from its
+UI afterwards), stops the patients extract part way on a short timeout, resumes it from its
 checkpoint, and prints a summary: rows per table, rows per second, the ``dw_etl_runs`` rows.
+
+The loader reads 40,000 patients in well under a second, so a timeout alone would not stop
+the first run on a fast machine. For that run only, the source answers every page after a
+delay (``PUT /_control/latency``) chosen so the whole run would take at least twice its
+timeout: it stops part way on any machine (about a quarter of the way here, as the run's
+start-up counts against its budget), and the resume runs at full speed.
 """
 
 import argparse
 import logging
+import math
 import os
 import signal
 import socket
@@ -25,7 +32,7 @@ DEFAULT_PORT = 8765
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patients", type=int, default=40_000, help="patients served (x3 encounters, x5 observations)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the demo source")
-    parser.add_argument("--timeout", type=float, default=None, help="timeout of the interrupted run (default: about half of it)")
+    parser.add_argument("--timeout", type=float, default=1.0, help="timeout of the interrupted run (default: %(default)s s)")
     parser.add_argument("--dagster-home", default=".dagster_home", help="Dagster instance folder (runs show in `make ui`)")
 
 
@@ -65,6 +72,21 @@ def _start_source(port: int, patients: int) -> subprocess.Popen:
     raise SystemExit("the demo source did not start within 30 s")
 
 
+def _stopping_latency(spec, patients: int, timeout: float) -> float:
+    """The per-page delay that makes reading every patient take at least twice ``timeout``.
+
+    Pages are fetched ``max_in_flight`` at a time when the total is known, so the run needs
+    ``ceil(pages / max_in_flight)`` rounds of at least the delay each, whatever the machine.
+    """
+    pages = max(1, math.ceil(patients / spec.paginator.limit))
+    rounds = math.ceil(pages / spec.max_in_flight)
+    return min(60.0, 2 * timeout / rounds)
+
+
+def _set_latency(port: int, seconds: float) -> None:
+    httpx.put(f"http://127.0.0.1:{port}/_control/latency", json={"seconds": seconds}, timeout=10).raise_for_status()
+
+
 def run(args: argparse.Namespace) -> int:
     home = Path(args.dagster_home).resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -79,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     from etl_assets.definitions import build_definitions
     from etl_assets.settings import Settings
+    from etl_assets.sources.spec import load_extracts
 
     settings = Settings.from_env()
     print(f"demo source: http://127.0.0.1:{args.port} with {args.patients:,} patients, "
@@ -102,9 +125,16 @@ def run(args: argparse.Namespace) -> int:
                 raise_on_error=False,
             )
 
-        timeout = args.timeout or max(1.0, args.patients / 20_000)
-        print(f"\n1. patients, with a {timeout:g} s timeout so the run stops halfway")
-        first = materialize("patients", timeout_seconds=timeout, resume_from_checkpoint=False)
+        timeout = args.timeout
+        spec = next(spec for spec in load_extracts(settings.extracts_file) if spec.name == "patients")
+        latency = _stopping_latency(spec, args.patients, timeout)
+        print(f"\n1. patients, with a {timeout:g} s timeout; the source answers each page after {latency:.2g} s "
+              "so the run cannot finish in time")
+        _set_latency(args.port, latency)
+        try:
+            first = materialize("patients", timeout_seconds=timeout, resume_from_checkpoint=False)
+        finally:
+            _set_latency(args.port, 0.0)
         failure = next(e for e in first.all_events if e.is_step_failure) if not first.success else None
         if failure is not None:
             error = failure.step_failure_data.error.cause or failure.step_failure_data.error

@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from etl_assets_tests.support import free_port
 
 
-def test_demo_stops_halfway_resumes_and_summarizes(tmp_path):
+def test_demo_stops_part_way_resumes_and_summarizes(tmp_path):
     env = {**os.environ, "ETL_DATABASE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}"}
     env.pop("ETL_EXTRACTS_FILE", None)
     completed = subprocess.run(
         [
-            sys.executable, "-m", "etl_assets.cli", "demo", "--patients", "3000", "--port", str(free_port()),
-            "--timeout", "0.15", "--dagster-home", str(tmp_path / "home"),
+            sys.executable, "-m", "etl_assets.cli", "demo", "--patients", "8000", "--port", str(free_port()),
+            "--timeout", "0.5", "--dagster-home", str(tmp_path / "home"),
         ],
         env={**env, "ETL_CHECKPOINT_INTERVAL_SECONDS": "0"},
         capture_output=True,
@@ -29,20 +29,20 @@ def test_demo_stops_halfway_resumes_and_summarizes(tmp_path):
     stopped = re.search(r"stopped: JobTimeoutError: extract 'patients' stopped at its time budget .* checkpoint skip=(\d+)", out)
     assert stopped, out
     skip = int(stopped.group(1))
-    assert 0 <= skip < 3000
+    assert 0 <= skip < 8000
     assert f"resuming dw_etl_runs run 1 from checkpoint skip={skip}" in out
-    assert re.search(r"stg_patients\s+3,000 rows", out)
-    assert re.search(r"stg_encounters\s+9,000 rows", out)
-    assert re.search(r"stg_observations\s+15,000 rows", out)
-    assert re.search(r"1  patients\s+success\s+3,000\s+2  -", out)
+    assert re.search(r"stg_patients\s+8,000 rows", out)
+    assert re.search(r"stg_encounters\s+24,000 rows", out)
+    assert re.search(r"stg_observations\s+40,000 rows", out)
+    assert re.search(r"1  patients\s+success\s+8,000\s+2  -", out)
     engine = sa.create_engine(env["ETL_DATABASE_URL"])
     with engine.connect() as conn:
         statuses = conn.execute(sa.text("SELECT job_name, status, records_loaded FROM dw_etl_runs ORDER BY run_id")).all()
     engine.dispose()
     assert [tuple(s) for s in statuses] == [
-        ("patients", "success", 3000),
-        ("encounters", "success", 9000),
-        ("observations", "success", 15000),
+        ("patients", "success", 8000),
+        ("encounters", "success", 24000),
+        ("observations", "success", 40000),
     ]
     assert (Path(tmp_path / "home") / "dagster.yaml").exists()
 

@@ -492,6 +492,8 @@ def create_app(source: DemoSource) -> Starlette:
         them, all or none), or remove all faults.
         ``GET|DELETE /_control/requests``: the request log (``?path=/patients`` to
         filter), or empty it.
+        ``GET|PUT /_control/latency``: the delay added to every data request,
+        ``{"seconds": 0.2}``; a PUT sets it for the requests that arrive after it.
         ``GET /_control/health``: ``{"ok": true}``.
 
     The returned app's ``state.stopping`` is an :class:`asyncio.Event` that, once set
@@ -523,6 +525,17 @@ def create_app(source: DemoSource) -> Starlette:
             return _json({"removed": source.clear_requests()})
         return _json([record.to_dict() for record in source.requests(request.query_params.get("path"))])
 
+    async def latency(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                seconds = json.loads(await request.body())["seconds"]
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 60:
+                    raise ValueError(f"seconds must be a number from 0 to 60, got {seconds!r}")
+            except (ValueError, TypeError, KeyError) as exc:
+                return _json({"error": f"invalid latency: {exc}"}, 400)
+            source.latency_seconds = float(seconds)
+        return _json({"seconds": source.latency_seconds})
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         body = _dumps({"error": exc.detail})
@@ -533,6 +546,7 @@ def create_app(source: DemoSource) -> Starlette:
             Route("/_control/health", health, methods=["GET"]),
             Route("/_control/faults", faults, methods=["GET", "POST", "DELETE"]),
             Route("/_control/requests", requests, methods=["GET", "DELETE"]),
+            Route("/_control/latency", latency, methods=["GET", "PUT"]),
             Route("/{collection}", _DataEndpoint(source, stopping), methods=["GET"]),
             Route("/paged/{collection}", _DataEndpoint(source, stopping, "paged"), methods=["GET"]),
             Route("/cursor/{collection}", _DataEndpoint(source, stopping, "cursor"), methods=["GET"]),

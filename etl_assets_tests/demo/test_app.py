@@ -205,6 +205,38 @@ def test_latency_delays_every_data_request(client, source):
     assert ended - middle >= 0.3
 
 
+def test_control_latency_reads_and_sets_the_delay_of_later_requests(client, source):
+    before = client.get("/_control/latency").json()
+    put = client.put("/_control/latency", json={"seconds": 0.3})
+
+    started = time.monotonic()
+    ok = client.get("/patients", params={"limit": 1})
+    waited = time.monotonic() - started
+
+    assert before == {"seconds": 0.0}
+    assert (put.status_code, put.json()) == (200, {"seconds": 0.3})
+    assert source.latency_seconds == 0.3
+    assert ok.status_code == 200
+    assert waited >= 0.3
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"seconds": -1}', "invalid latency: seconds must be a number from 0 to 60, got -1"),
+        ('{"seconds": "1"}', "invalid latency: seconds must be a number from 0 to 60, got '1'"),
+        ('{"seconds": true}', "invalid latency: seconds must be a number from 0 to 60, got True"),
+        ('{"delay": 1}', "invalid latency: 'seconds'"),
+        ("[1", "invalid latency: Expecting ',' delimiter: line 1 column 3 (char 2)"),
+    ],
+)
+def test_control_latency_refuses_what_is_not_a_delay(client, source, body, message):
+    response = client.put("/_control/latency", content=body)
+
+    assert (response.status_code, response.json()) == (400, {"error": message})
+    assert source.latency_seconds == 0.0
+
+
 def test_request_log_records_what_was_served(client, source):
     source.add_fault(Fault("/encounters", skip=3, status=503))
     client.get("/patients", params={"skip": 0, "limit": 2})
