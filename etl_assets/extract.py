@@ -15,6 +15,7 @@ CLI); it knows nothing of Dagster. The flow of a run:
    on success clear it and mark the row ``success``.
 """
 
+import gc
 import hashlib
 import logging
 import os
@@ -640,11 +641,13 @@ class _Run:
         warned_total = False
         drift = DriftWatch(self.context) if spec.type == "offset" else None
         guard_stopped = False
-        # One connection for every page of the run: no pool checkout and liveness ping per
-        # page, and the loader's session-local page table is created once.
+        # One connection for every page of the run: no pool checkout and liveness ping per page.
         self.page_conn = self.store.engine.connect()
+        # Everything alive now (Dagster's definitions, the instance, imported modules: a few
+        # hundred thousand objects) lives through the run; frozen, no full collection walks it
+        # again while pages come and go. Unfrozen at the end, so it is collectable as before.
+        gc.freeze()
         try:
-            self.loader.prepare_session(self.page_conn)
             while paginator.has_next:
                 skip = paginator.skip
                 if not window:
@@ -692,6 +695,7 @@ class _Run:
             workers.shutdown(wait=True, cancel_futures=True)
             self.page_conn.close()
             self.page_conn = None
+            gc.unfreeze()
         if self.result.source_total is not None and self.result.source_total != self.committed_records:
             if spec.type != "page_number" or spec.total_is == "records":
                 self._warn(
@@ -816,15 +820,21 @@ class _Run:
         """Runs on the worker thread: wait for the page, parse it, key and encode its records."""
         page = fetch.result()
         warnings: list[str] = []
-        records, total, body = self._parse(page, skip, warnings)
-        prepared = prepare_page(records, extract=self.spec.name, primary_key=self.spec.primary_key, skip=skip)
-        try:
-            pointer = paginator.read(body, page.headers, page.request_url, records)
-        except PointerError as exc:
-            raise MalformedPageError(f"extract {self.spec.name!r}, skip={skip}, {page.url}: {exc}",
-                                     extract=self.spec.name) from None
-        high = incremental.page_high_water(records, self.cursor_selector) if self.cursor_selector else None
-        return _ParsedPage(len(records), total, prepared, warnings, pointer, high)
+        # The parsed tree is tens of thousands of objects that die with this call: with the
+        # collector paused none of its young-generation passes walks them, and the first
+        # collection after the block finds them already freed.
+        with jsoncodec.collector_paused():
+            records, total, body = self._parse(page, skip, warnings)
+            prepared = prepare_page(records, extract=self.spec.name, primary_key=self.spec.primary_key, skip=skip)
+            try:
+                pointer = paginator.read(body, page.headers, page.request_url, records)
+            except PointerError as exc:
+                raise MalformedPageError(f"extract {self.spec.name!r}, skip={skip}, {page.url}: {exc}",
+                                         extract=self.spec.name) from None
+            high = incremental.page_high_water(records, self.cursor_selector) if self.cursor_selector else None
+            count = len(records)
+            del records, body
+        return _ParsedPage(count, total, prepared, warnings, pointer, high)
 
     def _parse(self, page: Page, skip: int, warnings: list[str]) -> tuple[list[Any], int | None, Any]:
         where = f"extract {self.spec.name!r}, skip={skip}, {page.url}"
