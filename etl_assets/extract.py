@@ -97,6 +97,10 @@ class ExtractOptions:
 
     timeout_seconds: float
     checkpoint_interval_seconds: float = 60.0
+    checkpoint_log_seconds: float = 10.0
+    """At most one ``checkpoint_saved`` line per this many seconds (0: one per checkpoint). Under
+    Dagster every line is an event written to the instance: with checkpoints on every page, a
+    line per page cost about 2 ms of CPU each. The checkpoint a run stops with is always logged."""
     resume_from_checkpoint: bool = True
     dagster_run_id: str | None = None
     resume_run_id: int | None = None
@@ -456,6 +460,7 @@ class _Run:
         self.committed = Position()
         self.committed_records = 0
         self.saved_at = time.monotonic()
+        self.logged_at: float | None = None
         self.result: ExtractResult | None = None
         self.lost_row = False
         self.page_conn: Connection | None = None
@@ -919,6 +924,9 @@ class _Run:
         result.pages += 1
         if due:
             self.saved_at = time.monotonic()
+            if self.logged_at is not None and self.saved_at - self.logged_at < self.options.checkpoint_log_seconds:
+                return
+            self.logged_at = self.saved_at
             self.log.info(
                 f"checkpoint_saved extract={self.spec.name} run_id={self.record.run_id} "
                 f"skip={state.skip} page_index={state.page_index} records={records}"

@@ -112,11 +112,16 @@ def extract(
     hooks: ExtractHooks | None = None,
     environ: dict[str, str] | None = None,
     log: Any = None,
+    log_every: float = 10.0,
 ) -> ExtractResult:
+    options = ExtractOptions(
+        timeout_seconds=timeout, checkpoint_interval_seconds=interval, resume_from_checkpoint=resume,
+        checkpoint_log_seconds=log_every,
+    )
     return run_extract(
         spec,
         warehouse.store,
-        ExtractOptions(timeout_seconds=timeout, checkpoint_interval_seconds=interval, resume_from_checkpoint=resume),
+        options,
         hooks=hooks,
         environ=environ or {},
         log=log,

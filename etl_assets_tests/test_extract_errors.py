@@ -106,6 +106,16 @@ def test_unretried_4xx_names_url_and_status_without_secrets(source, warehouse, c
     assert run.parameters["params"] == {"api_key": "${ITEMS_API_KEY}", "region": "eu"}
 
 
+def test_checkpoint_lines_are_few_when_checkpoints_are_many(source, warehouse, caplog):
+    # Checkpoints on every page, but at most one line per 10 s: the first, then none in a run this short.
+    with caplog.at_level(logging.INFO):
+        result = extract(items_spec(source.url, limit=20), warehouse, interval=0, log=logging.getLogger("cp"))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoint_saved")]
+    assert lines == [f"checkpoint_saved extract=items run_id={result.run_id} skip=20 page_index=1 records=20"]
+    assert result.pages == 3
+    assert warehouse.run(result.run_id).checkpoint is None
+
+
 def test_secrets_reach_the_source_but_nothing_else(source, warehouse, caplog):
     source.source.add_fault(Fault(path="/items", skip=20, status=503, times=1))
     with caplog.at_level(logging.DEBUG):
@@ -124,7 +134,8 @@ def test_missing_secret_variable_fails_before_anything_runs(source, warehouse):
 
 def test_checkpoints_are_logged_and_timestamps_are_utc(source, warehouse, caplog):
     with caplog.at_level(logging.INFO):
-        result = extract(items_spec(source.url, limit=20), warehouse, interval=0, log=logging.getLogger("cp"))
+        result = extract(items_spec(source.url, limit=20), warehouse, interval=0, log=logging.getLogger("cp"),
+                         log_every=0)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoint_saved")]
     assert lines == [
         f"checkpoint_saved extract=items run_id={result.run_id} skip={skip} page_index={page} records={skip}"
