@@ -894,12 +894,16 @@ class _Run:
         conn = self.page_conn
         assert conn is not None
         with conn.begin():
-            write = self.loader.write(conn, prepared, run_id=self.record.run_id, now=now)
+            # Between checkpoints the row's progress rides in the page's own statement.
+            carry = None if due else self.store.carried_touch(self.record.run_id, records_loaded=records, owner=me, now=now)
+            write = self.loader.write(conn, prepared, run_id=self.record.run_id, now=now, carry=carry)
             if due:
                 self._set_checkpoint(state, records, now, high_water)
                 owned = self.store.save(
                     conn, self.record.run_id, run_context=self.context, records_loaded=records, owner=me
                 )
+            elif write.carried is not None:
+                owned = write.carried == 1
             else:
                 owned = self.store.touch(conn, self.record.run_id, records_loaded=records, owner=me)
             if not owned:

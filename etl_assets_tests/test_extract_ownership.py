@@ -21,13 +21,15 @@ def source():
         yield server
 
 
-def run(spec, warehouse, *, dagster_run_id, resume_run_id=None, resume=True, active=(), hooks=None, timeout=60.0):
+def run(
+    spec, warehouse, *, dagster_run_id, resume_run_id=None, resume=True, active=(), hooks=None, timeout=60.0, interval=0
+):
     return run_extract(
         spec,
         warehouse.store,
         ExtractOptions(
             timeout_seconds=timeout,
-            checkpoint_interval_seconds=0,
+            checkpoint_interval_seconds=interval,
             resume_from_checkpoint=resume,
             dagster_run_id=dagster_run_id,
             resume_run_id=resume_run_id,
@@ -79,6 +81,22 @@ def test_a_run_that_lost_its_row_stops_without_writing(source, warehouse):
         20,
         20,
     )
+    assert sorted(int(k) for k in warehouse.records("items")) == list(range(1, 21))
+
+
+def test_a_run_that_lost_its_row_between_checkpoints_stops_without_writing(source, warehouse):
+    """As above with no checkpoint due: the page's progress update (on PostgreSQL carried in
+    the page's own statement) finds the row taken, and page 3 is rolled back with it."""
+    spec = items_spec(source.url)
+
+    def take_over(conn, skip, saved):
+        if skip == 10:
+            conn.execute(sa.update(warehouse.store.table).values(dagster_run_id="thief"))
+
+    with pytest.raises(ExtractAlreadyRunningError, match=r"another run took over dw_etl_runs run \d+.*skip=20"):
+        run(spec, warehouse, dagster_run_id="victim", hooks=ExtractHooks(before_commit=take_over), interval=3600)
+    [row] = warehouse.runs("items")
+    assert (row.status, row.dagster_run_id, row.checkpoint, row.records_loaded) == (RunStatus.RUNNING, "thief", None, 20)
     assert sorted(int(k) for k in warehouse.records("items")) == list(range(1, 21))
 
 

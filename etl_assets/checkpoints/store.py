@@ -20,6 +20,7 @@ from etl_assets.checkpoints.models import Checkpoint, RunRecord, RunStatus, utcn
 from etl_assets.settings import validate_schema
 from etl_assets.sources.partitions import partition_key
 from etl_assets.warehouse.engine import create_idempotently
+from etl_assets.warehouse.loader import CarriedStatement
 
 RUNS_TABLE = "dw_etl_runs"
 ANY_OWNER: Any = object()
@@ -84,6 +85,18 @@ class CheckpointStore:
             self.table.update()
             .where(column.run_id == sa.bindparam("b_run_id"), column.dagster_run_id == sa.bindparam("b_owner"))
             .values(records_loaded=sa.bindparam("b_records"), updated_at=sa.bindparam("b_now"))
+        )
+        self._touch_sql: str | None = None
+        self._checkpoint = (
+            self.table.update()
+            .where(column.run_id == sa.bindparam("b_run_id"), column.dagster_run_id == sa.bindparam("b_owner"))
+            .values(
+                run_context=sa.bindparam("b_context", type_=column.run_context.type),
+                records_loaded=sa.bindparam("b_records"),
+                status=sa.bindparam("b_status"),
+                updated_at=sa.bindparam("b_now"),
+                error_message=sa.bindparam("b_error"),
+            )
         )
 
     @contextmanager
@@ -290,6 +303,13 @@ class CheckpointStore:
         Returns whether the row was written.
         """
         now = utcnow()
+        if isinstance(owner, str) and not finished:
+            # A run's checkpoints: built once, as a construct per save cost about what it did.
+            result = conn.execute(self._checkpoint, {
+                "b_run_id": run_id, "b_owner": owner, "b_context": run_context, "b_records": records_loaded,
+                "b_status": status.value, "b_now": now, "b_error": error_message,
+            })
+            return result.rowcount == 1
         values: dict[str, Any] = {
             "run_context": run_context,
             "records_loaded": records_loaded,
@@ -312,6 +332,21 @@ class CheckpointStore:
             self._touch, {"b_run_id": run_id, "b_owner": owner, "b_records": records_loaded, "b_now": utcnow()}
         )
         return result.rowcount == 1
+
+    def carried_touch(self, run_id: int, *, records_loaded: int, owner: str | None, now: datetime) -> CarriedStatement | None:
+        """:meth:`touch` as a statement a PostgreSQL page's merge carries (see
+        :class:`CarriedStatement`); ``None`` where it cannot be carried, and the caller touches."""
+        if owner is None or self.engine.dialect.name != "postgresql":
+            return None
+        if self._touch_sql is None:
+            quote = self.engine.dialect.identifier_preparer.quote
+            table = f"{quote(self.schema)}.{quote(RUNS_TABLE)}" if self.schema else quote(RUNS_TABLE)
+            self._touch_sql = (
+                f"UPDATE {table} SET records_loaded = %(touch_records)s, updated_at = %(touch_now)s "
+                "WHERE run_id = %(touch_run_id)s AND dagster_run_id = %(touch_owner)s RETURNING 1"
+            )
+        params = {"touch_records": records_loaded, "touch_now": now, "touch_run_id": run_id, "touch_owner": owner}
+        return CarriedStatement(self._touch_sql, params)
 
     def heartbeat(self, conn: Connection, run_id: int, owner: str | None) -> bool:
         """Renew a running row's lease (its ``updated_at``) while ``owner`` still holds it."""

@@ -113,3 +113,28 @@ def test_a_page_postgresql_refuses_rolls_back_and_the_next_page_on_the_connectio
         with conn.begin():
             assert loader.write(conn, good, run_id=1, now=now).inserted == 6
     assert sorted(stored(postgres_path)) == sorted(str(r["id"]) for r in AWKWARD)
+
+
+def test_the_run_rows_progress_rides_in_the_pages_statement_on_both_postgresql_paths(postgres_path):
+    store = postgres_path.store
+    store.ensure_schema()
+    with store.transaction() as conn:
+        record = store.create(conn, "items", {}, "me")
+    loader = StagingLoader(postgres_path.engine, "stg_items", postgres_path.schema)
+    loader.ensure_table()
+    page = prepare_page(AWKWARD, extract="items", primary_key=("id",), skip=0)
+    now = datetime(2026, 12, 4, 10, 30, tzinfo=UTC)
+    mine = store.carried_touch(record.run_id, records_loaded=6, owner="me", now=now)
+    theirs = store.carried_touch(record.run_id, records_loaded=99, owner="someone else", now=now)
+    with postgres_path.engine.begin() as conn:
+        first = loader.write(conn, page, run_id=record.run_id, now=now, carry=mine)
+        second = loader.write(conn, page, run_id=record.run_id, now=now, carry=theirs)
+    assert (first.inserted, first.carried, second.unchanged, second.carried) == (6, 1, 6, 0)
+    row = store.get(record.run_id)
+    assert (row.records_loaded, row.updated_at, row.dagster_run_id) == (6, now, "me")
+
+
+def test_sqlite_leaves_the_progress_update_to_the_caller(sqlite_warehouse):
+    sqlite_warehouse.store.ensure_schema()
+    assert sqlite_warehouse.store.carried_touch(1, records_loaded=6, owner="me", now=datetime(2026, 12, 4, tzinfo=UTC)) is None
+    assert load(sqlite_warehouse, AWKWARD).carried is None
