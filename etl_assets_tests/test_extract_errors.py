@@ -1,6 +1,7 @@
 """Bad pages, HTTP errors and secrets: every failure names the extract, the position and the
 reason, keeps what was stored, and never shows a secret."""
 
+import gc
 import json
 import logging
 from dataclasses import replace
@@ -67,6 +68,9 @@ def test_malformed_page_fails_naming_extract_skip_and_reason(source, warehouse, 
     assert run.status is RunStatus.FAILED and run.error_message == message
     assert (run.checkpoint.skip, run.checkpoint.page_index, run.checkpoint.total_records) == (20, 2, 20)
     assert ids(warehouse) == list(range(1, 21))
+    # The page loop pauses the collector around a page and freezes the heap for the run: a
+    # failing page must leave both as they were.
+    assert (gc.isenabled(), gc.get_freeze_count()) == (True, 0)
 
 
 def test_dropped_connection_is_retried(source, warehouse):
@@ -141,6 +145,7 @@ def test_checkpoints_are_logged_and_timestamps_are_utc(source, warehouse, caplog
         f"checkpoint_saved extract=items run_id={result.run_id} skip={skip} page_index={page} records={skip}"
         for skip, page in ((20, 1), (40, 2), (50, 3))
     ]
+    assert (gc.isenabled(), gc.get_freeze_count()) == (True, 0)
     run = warehouse.run(result.run_id)
     for moment in (run.started_at, run.updated_at, run.finished_at):
         assert moment.tzinfo is timezone.utc
