@@ -3,6 +3,10 @@
 The child is a real Dagster materialization in its own process; the parent watches the
 demo source's request log and kills the child with SIGKILL once it has asked for the
 chosen page, then resumes in-process and checks the warehouse and ``dw_etl_runs``.
+
+The page after the chosen one hangs, so the child cannot write past it however fast it is
+or however late the parent's kill lands: what it stored at the kill does not depend on the
+machine's speed.
 """
 
 import os
@@ -19,7 +23,7 @@ import pytest
 from etl_assets.checkpoints import RunStatus
 from etl_assets.defs.assets import ExtractConfig, build_extract_asset
 from etl_assets.defs.resources import CheckpointStoreResource
-from etl_assets.demo import DemoSource, ListCollection, ServerThread
+from etl_assets.demo import DemoSource, Fault, ListCollection, ServerThread
 from etl_assets_tests.support import items_spec, simple_records
 
 RECORDS = 200
@@ -52,6 +56,10 @@ def test_sigkill_at_a_random_page_then_resume(warehouse, kill_at_page, interval,
     # row until its lease ends; a short lease keeps the test quick.
     monkeypatch.setenv("ETL_RUN_LEASE_SECONDS", "1")
     source = DemoSource(collections={"items": ListCollection(simple_records(RECORDS))}, latency_seconds=0.02)
+    # Pages are written in order, so with the next page hanging the child cannot get past the
+    # chosen one before the kill, even when the parent notices the request late (a loaded
+    # machine; pages with 4 in flight come every few ms, faster than the parent polls).
+    source.add_fault(Fault(path="/items", skip=(kill_at_page + 1) * LIMIT, action="hang", times=1))
     with ServerThread(source) as server:
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, server.url, warehouse.url, warehouse.schema or "", str(interval)],
@@ -89,6 +97,7 @@ def test_sigkill_at_a_random_page_then_resume(warehouse, kill_at_page, interval,
 
         lease_ends = killed.updated_at.timestamp() + 1.05
         time.sleep(max(0.2, lease_ends - time.time()))  # also lets the server log the in-flight request
+        source.clear_faults()  # the child may have been killed before it asked for the hanging page
         source.clear_requests()
         result = dg.materialize(
             [build_extract_asset(items_spec(server.url, limit=LIMIT))],

@@ -204,6 +204,12 @@ def test_interrupted_runs_come_back_by_themselves_and_by_api(deployment):
         assert row.run_context["attempts"][1]["resumed_from_skip"] == timed_out["records_fetched"]
 
         # 2. SIGKILL of the run worker mid-run: monitoring fails the run, the sensor resumes it.
+        #    The page at skip=3000 hangs once, so the run waits there until it is killed: with
+        #    4 pages in flight the rest of the run takes well under a second, less than the
+        #    polling below may need to see the checkpoint and find the worker on a busy machine.
+        source = deployment["env"]["ETL_DEMO_SOURCE_URL"]
+        hang = {"path": "/encounters", "skip": 3000, "times": 1, "action": "hang"}
+        httpx.post(f"{source}/_control/faults", json=hang).raise_for_status()
         killed = submit(deployment, "encounters", checkpoint_interval_seconds=0)
         wait_for("a checkpoint past skip 2000", lambda: any(
             (r.checkpoint and r.checkpoint.skip >= 2000) for r in warehouse.runs("encounters")))
@@ -218,7 +224,6 @@ def test_interrupted_runs_come_back_by_themselves_and_by_api(deployment):
         # 3. A source that refuses one page: the sensor relaunches twice without progress and
         #    gives up; once the source heals, an operator retries the row through the HTTP API.
         api = deployment["api"]
-        source = deployment["env"]["ETL_DEMO_SOURCE_URL"]
         refuse = {"path": "/observations", "skip": 2000, "times": None, "status": 400}
         httpx.post(f"{source}/_control/faults", json=refuse).raise_for_status()
         submit(deployment, "observations", checkpoint_interval_seconds=0)

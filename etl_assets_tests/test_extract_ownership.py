@@ -41,10 +41,13 @@ def run(
 
 
 def stop_after_first_page(spec, warehouse, source, dagster_run_id="first"):
-    """Leave a ``running`` row with checkpoint skip=10, as a timed-out run does."""
+    """Leave a ``running`` row with checkpoint skip=10, as a timed-out run does.
+
+    The page at skip=10 hangs, so the run always times out there; the budget is what the
+    first page may take, and on a busy machine that can be more than a few hundred ms."""
     source.source.add_fault(Fault(path="/items", skip=10, action="hang", times=1))
     with pytest.raises(JobTimeoutError):
-        run(spec, warehouse, dagster_run_id=dagster_run_id, timeout=0.5)
+        run(spec, warehouse, dagster_run_id=dagster_run_id, timeout=2)
     source.source.clear_faults()
     source.source.clear_requests()
     [row] = warehouse.runs("items")
@@ -151,7 +154,10 @@ def test_two_runs_starting_together_never_both_extract(source, warehouse):
             except ExtractAlreadyRunningError as exc:
                 outcomes[name] = exc
 
-        source.source.latency_seconds = 0.05
+        # The winner needs at least two answers in a row (page 0, then 10 and 20 together), so
+        # it holds the row for at least 1 s after its claim: the other run, however late the
+        # machine lets it reach its claim, finds the row taken rather than a finished run.
+        source.source.latency_seconds = 0.5
         threads = [threading.Thread(target=attempt, args=(n,)) for n in ("a", "b")]
         for t in threads:
             t.start()
@@ -188,11 +194,15 @@ def test_first_runs_of_different_extracts_on_a_fresh_warehouse_both_create_their
 
 
 def test_a_live_run_waiting_past_its_lease_keeps_the_row(source, warehouse):
-    """The first run sleeps 3 s on a Retry-After with a 1 s lease: its heartbeat keeps the
-    row, so a second run started meanwhile stops at once instead of taking it over."""
-    source.source.add_fault(Fault(path="/items", skip=10, status=429, retry_after="3", times=1))
+    """The first run sleeps 5 s on a Retry-After with a 2 s lease: its heartbeat keeps the
+    row, so a second run started meanwhile stops at once instead of taking it over.
+
+    The margins are wide for a busy machine: the heartbeat (every 2/3 s) may be late by over
+    a second before the lease lapses, and the second run has about 2 s to claim before the
+    first one wakes up and finishes."""
+    source.source.add_fault(Fault(path="/items", skip=10, status=429, retry_after="5", times=1))
     spec = replace(items_spec(source.url), max_in_flight=1)
-    environ = {"ETL_RUN_LEASE_SECONDS": "1"}
+    environ = {"ETL_RUN_LEASE_SECONDS": "2"}
     results = {}
 
     def first():
@@ -202,7 +212,7 @@ def test_a_live_run_waiting_past_its_lease_keeps_the_row(source, warehouse):
 
     thread = threading.Thread(target=first)
     thread.start()
-    time.sleep(2.0)  # the first run is asleep on its Retry-After, past its 1 s lease
+    time.sleep(3.0)  # the first run is asleep on its Retry-After, past its 2 s lease
     with pytest.raises(ExtractAlreadyRunningError, match="this run made no request and wrote nothing"):
         run_extract(spec, warehouse.store, ExtractOptions(timeout_seconds=30), environ=environ)
     thread.join(30)

@@ -113,14 +113,17 @@ def test_extract_fhir_patients_from_json_server(patients_db, warehouse):
 
 def test_json_server_timeout_and_resume(patients_db, warehouse):
     db, records = patients_db
-    process, url = start_json_server(db, delay_ms=400)  # 4 pages in flight: about 10 pages a second
+    # Each answer takes at least 0.5 s and at most 4 pages are in flight (the first alone, until
+    # the total is known), so the 26 pages need at least 0.5 + 7 * 0.5 = 4 s: the 2.5 s budget
+    # ends mid-way on any machine, and leaves 2 s for the first page even on a busy one.
+    process, url = start_json_server(db, delay_ms=500)
     try:
-        spec = spec_for(url, limit=20)
+        spec = spec_for(url, limit=10)
         with pytest.raises(JobTimeoutError):
-            extract(spec, warehouse, timeout=1.0, interval=60)
+            extract(spec, warehouse, timeout=2.5, interval=60)
         (run,) = warehouse.runs("patients")
         stopped = run.checkpoint.skip
-        assert run.status is RunStatus.RUNNING and 0 < stopped < PATIENTS and stopped % 20 == 0
+        assert run.status is RunStatus.RUNNING and 0 < stopped < PATIENTS and stopped % 10 == 0
         assert len(warehouse.records("patients")) == stopped
         result = extract(spec, warehouse, timeout=60, interval=60)
     finally:

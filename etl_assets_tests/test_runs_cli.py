@@ -33,10 +33,12 @@ def setup(tmp_path, sqlite_warehouse):
         (tmp_path / "dagster_home").mkdir()
         (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         [spec] = load_extracts(extracts)
+        # The page at skip=10 hangs, so the run always times out there; the budget is what the
+        # first page may take, and on a busy machine that can be more than a few hundred ms.
         server.source.add_fault(Fault(path="/items", skip=10, action="hang", times=1))
         with pytest.raises(JobTimeoutError):
             run_extract(spec, sqlite_warehouse.store,
-                        ExtractOptions(timeout_seconds=0.5, checkpoint_interval_seconds=0, dagster_run_id="gone-1"),
+                        ExtractOptions(timeout_seconds=2, checkpoint_interval_seconds=0, dagster_run_id="gone-1"),
                         environ={})
         server.source.clear_requests()
         yield server, sqlite_warehouse, env

@@ -76,14 +76,14 @@ def test_a_token_reaches_the_source_and_nothing_else(warehouse, monkeypatch, cap
         )
         assert message.endswith(f"{len(echo.encode())} bytes, starting {echo[:80].replace(TOKEN, '***')!r}\n")
 
-        # 2. times out waiting for the page after the checkpoint
-        source.latency_seconds = 2.0
+        # 2. times out waiting for the page after the checkpoint, which never comes (a hang, so
+        #    however fast the machine); the budget leaves the run ample time to send its request
+        source.add_fault(Fault(path="/items", skip=20, action="hang", times=1))
         with pytest.raises(Exception) as timed_out:
             dg.materialize([asset], resources=resources, instance=instance,
-                           run_config=dg.RunConfig({"items": ExtractConfig(timeout_seconds=0.8)}))
-        source.latency_seconds = 0.0
+                           run_config=dg.RunConfig({"items": ExtractConfig(timeout_seconds=2)}))
         raised = "".join(traceback.format_exception(timed_out.value))
-        assert "JobTimeoutError: extract 'items' stopped at its time budget (time budget of 0.8 s ran out while " \
+        assert "JobTimeoutError: extract 'items' stopped at its time budget (time budget of 2 s ran out while " \
                f"waiting for {shown}&skip=20&limit=10)" in raised
 
         # 3. resumes and succeeds

@@ -82,7 +82,9 @@ def test_materialize_all_demo_extracts_with_metadata(demo, warehouse):
 
 
 def test_timeout_from_run_config_then_resume(warehouse):
-    # 4 pages in flight: 20 records every 0.4 s, so the 1.5 s budget ends mid-way even on a busy machine.
+    # 24 pages of 5, each answered after at least 0.4 s, at most 4 in flight (the first alone,
+    # until the total is known): the run needs at least 0.4 + 6 * 0.4 = 2.8 s, so the 2 s budget
+    # ends mid-way on any machine, and leaves 1.6 s for the first page even on a busy one.
     demo = default_source(patients=120, latency_seconds=0.4)
     with ServerThread(demo) as server:
         assets = demo_assets(server.url, limit=5)[:1]
@@ -91,7 +93,7 @@ def test_timeout_from_run_config_then_resume(warehouse):
             assets,
             resources=resources(warehouse),
             instance=instance,
-            run_config=dg.RunConfig({"patients": ExtractConfig(timeout_seconds=1.5, checkpoint_interval_seconds=60)}),
+            run_config=dg.RunConfig({"patients": ExtractConfig(timeout_seconds=2, checkpoint_interval_seconds=60)}),
             raise_on_error=False,
         )
         assert not first.success

@@ -52,16 +52,19 @@ def ids(warehouse):
 
 
 def test_retry_after_holds_every_request_in_flight(warehouse):
-    """A 429 with Retry-After: 1 on one page also holds the retry of another page that
+    """A 429 with Retry-After: 2 on one page also holds the retry of another page that
     failed at the same time, though that page's own backoff would be 0.05 s."""
     source = RecordingSource(simple_records(60))
-    source.script[10] = [(429, {"Retry-After": "1"}, 0.0)]
-    source.script[20] = [(503, {}, 0.3)]  # answered after the 429 has set the gate
+    source.script[10] = [(429, {"Retry-After": "2"}, 0.0)]
+    # Answered 1 s after the 429 (both were asked for together), which leaves a busy machine
+    # ample time to read the 429 and set the gate first; without the gate the retry would
+    # come about 1.05 s after the 429, with it 2 s after.
+    source.script[20] = [(503, {}, 1.0)]
     with AppServer(source) as server:
         result = extract(items_spec(server.url, limit=10), warehouse)
     limited_at = next(t for t, skip, status in source.log if status == 429)
     retried_20 = [t for t, skip, status in source.log if skip == 20 and status == 200]
-    assert len(retried_20) == 1 and retried_20[0] - limited_at >= 0.95
+    assert len(retried_20) == 1 and retried_20[0] - limited_at >= 1.95
     assert sorted(skip for _, skip, _ in source.log) == [0, 10, 10, 20, 20, 30, 40, 50]
     assert ids(warehouse) == list(range(1, 61))
     assert warehouse.run(result.run_id).status is RunStatus.SUCCESS
