@@ -651,7 +651,11 @@ class _Run:
         # Everything alive now (Dagster's definitions, the instance, imported modules: a few
         # hundred thousand objects) lives through the run; frozen, no full collection walks it
         # again while pages come and go. Unfrozen at the end, so it is collectable as before.
-        gc.freeze()
+        # A process that froze its heap itself (before forking workers, say), or another run
+        # in this process that did, is left with what it froze.
+        froze = gc.get_freeze_count() == 0
+        if froze:
+            gc.freeze()
         try:
             while paginator.has_next:
                 skip = paginator.skip
@@ -700,7 +704,8 @@ class _Run:
             workers.shutdown(wait=True, cancel_futures=True)
             self.page_conn.close()
             self.page_conn = None
-            gc.unfreeze()
+            if froze:
+                gc.unfreeze()
         if self.result.source_total is not None and self.result.source_total != self.committed_records:
             if spec.type != "page_number" or spec.total_is == "records":
                 self._warn(
