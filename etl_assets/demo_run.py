@@ -26,13 +26,31 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
+from etl_assets.demo.app import MAX_LATENCY_SECONDS
+
 DEFAULT_PORT = 8765
+MAX_TIMEOUT = MAX_LATENCY_SECONDS / 2
+"""The longest timeout of the interrupted run: the delay that makes one round of pages take
+twice the timeout must stay within what the demo source accepts, or the run would finish."""
+
+
+def _interrupted_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= MAX_TIMEOUT:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_TIMEOUT:g} seconds, got {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patients", type=int, default=40_000, help="patients served (x3 encounters, x5 observations)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the demo source")
-    parser.add_argument("--timeout", type=float, default=1.0, help="timeout of the interrupted run (default: %(default)s s)")
+    parser.add_argument(
+        "--timeout", type=_interrupted_timeout, default=1.0, metavar="SECONDS",
+        help=f"timeout of the interrupted run, more than 0 and at most {MAX_TIMEOUT:g} (default: %(default)s)",
+    )
     parser.add_argument("--dagster-home", default=".dagster_home", help="Dagster instance folder (runs show in `make ui`)")
 
 
@@ -80,7 +98,7 @@ def _stopping_latency(spec, patients: int, timeout: float) -> float:
     """
     pages = max(1, math.ceil(patients / spec.paginator.limit))
     rounds = math.ceil(pages / spec.max_in_flight)
-    return min(60.0, 2 * timeout / rounds)
+    return min(MAX_LATENCY_SECONDS, 2 * timeout / rounds)
 
 
 def _set_latency(port: int, seconds: float) -> None:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from etl_assets_tests.support import free_port
@@ -64,4 +65,22 @@ def test_demo_refuses_a_port_another_server_already_answers_on(tmp_path):
     assert completed.stderr.strip().endswith(
         f"port {port} is taken (another demo source, or `make dev`?); stop it or pass --port"
     )
+    assert not (tmp_path / "warehouse.db").exists()
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "31", "soon"])
+def test_demo_refuses_a_timeout_it_could_not_stop_a_run_with(tmp_path, timeout):
+    # Past 30 s the per-page delay that outlasts the timeout would exceed what the demo
+    # source accepts (60 s), and the "interrupted" run would finish.
+    completed = subprocess.run(
+        [sys.executable, "-m", "etl_assets.cli", "demo", "--timeout", timeout, "--port", str(free_port()),
+         "--dagster-home", str(tmp_path / "home")],
+        env={**os.environ, "ETL_DATABASE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    reason = f"not a number: {timeout!r}" if timeout == "soon" else f"must be more than 0 and at most 30 seconds, got {timeout}"
+    assert completed.returncode == 2
+    assert completed.stderr.rstrip().endswith(f"etl-assets demo: error: argument --timeout: {reason}")
     assert not (tmp_path / "warehouse.db").exists()

@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 DEFAULT_LIMIT = 100
+MAX_LATENCY_SECONDS = 60.0
+"""The longest delay ``PUT /_control/latency`` accepts."""
 MAX_LIMIT_PARAM = 100_000
 """A ``limit`` above this is refused with 400 rather than capped: it is a client bug."""
 MAX_SKIP_PARAM = 10**12
@@ -514,7 +516,7 @@ def create_app(source: DemoSource) -> Starlette:
             payload = json.loads(await request.body())
             items = payload if isinstance(payload, list) else [payload]
             parsed = [Fault.from_dict(item) for item in items]
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             return _json({"error": f"invalid fault: {exc}"}, 400)
         for fault in parsed:
             source.add_fault(fault)
@@ -529,9 +531,9 @@ def create_app(source: DemoSource) -> Starlette:
         if request.method == "PUT":
             try:
                 seconds = json.loads(await request.body())["seconds"]
-                if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 60:
-                    raise ValueError(f"seconds must be a number from 0 to 60, got {seconds!r}")
-            except (ValueError, TypeError, KeyError) as exc:
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_LATENCY_SECONDS:
+                    raise ValueError(f"seconds must be a number from 0 to {MAX_LATENCY_SECONDS:g}, got {seconds!r}")
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 return _json({"error": f"invalid latency: {exc}"}, 400)
             source.latency_seconds = float(seconds)
         return _json({"seconds": source.latency_seconds})

@@ -228,6 +228,7 @@ def test_control_latency_reads_and_sets_the_delay_of_later_requests(client, sour
         ('{"seconds": true}', "invalid latency: seconds must be a number from 0 to 60, got True"),
         ('{"delay": 1}', "invalid latency: 'seconds'"),
         ("[1", "invalid latency: Expecting ',' delimiter: line 1 column 3 (char 2)"),
+        ("[" * 100_000 + "]" * 100_000, "invalid latency: maximum recursion depth exceeded while decoding a JSON array from a unicode string"),
     ],
 )
 def test_control_latency_refuses_what_is_not_a_delay(client, source, body, message):
