@@ -103,6 +103,11 @@ class InProcessLauncher:
         self.background = background
         self.threads: list[threading.Thread] = []
         self.results: dict[str, dg.ExecuteInProcessResult] = {}
+        self._pending: dict[str, dict[str, str]] = {}
+        """Background runs launched whose Dagster run may not exist yet, by Dagster run id: the
+        run is created only when its thread gets the in-process lock, and until then no lookup
+        of the instance can see it."""
+        self._pending_lock = threading.Lock()
 
     def execute(
         self, extract: str, run_config: dict[str, Any], tags: dict[str, str], run_id: str | None = None
@@ -134,12 +139,30 @@ class InProcessLauncher:
         if not self.background:
             self.execute(extract, run_config, tags, run_id)
             return run_id
+        with self._pending_lock:
+            self._pending[run_id] = dict(tags)
         thread = threading.Thread(
-            target=self.execute, args=(extract, run_config, tags, run_id), name=f"etl-run-{run_id[:8]}", daemon=True
+            target=self._execute_pending, args=(extract, run_config, tags, run_id), name=f"etl-run-{run_id[:8]}",
+            daemon=True,
         )
         thread.start()
         self.threads.append(thread)
         return run_id
+
+    def _execute_pending(self, extract: str, run_config: dict[str, Any], tags: dict[str, str], run_id: str) -> None:
+        try:
+            self.execute(extract, run_config, tags, run_id)
+        finally:
+            with self._pending_lock:
+                self._pending.pop(run_id, None)
+
+    def pending_with(self, key: str, value: str) -> DagsterRunInfo | None:
+        """A background run launched with tag ``key=value`` that has not ended."""
+        with self._pending_lock:
+            for run_id, tags in self._pending.items():
+                if tags.get(key) == value:
+                    return DagsterRunInfo(run_id, "LAUNCHING", True)
+        return None
 
     def join(self, timeout: float | None = None) -> None:
         for thread in self.threads:

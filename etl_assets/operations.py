@@ -6,6 +6,7 @@ run of the row's asset with ``resume_run_id`` set to the row; the extract itself
 the row (or refuses, if another run got there first), exactly as for a sensor relaunch.
 """
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from collections.abc import Mapping
@@ -81,6 +82,9 @@ class Operations:
         self.lookup = lookup
         self.lease_seconds = lease_seconds
         self.launched_by = launched_by
+        self._retrying = threading.Lock()
+        """Check and launch as one step, so two retries of a row arriving together in this
+        process (the API serves requests side by side) launch one run, not two."""
 
     def get(self, run_id: int) -> RunRecord:
         self.store.ensure_schema()
@@ -147,15 +151,24 @@ class Operations:
         The row's automatic-relaunch budget is reset first (an operator looked at it), with
         a write fenced on its owner so a run that claimed it meanwhile is not disturbed.
         """
-        plan = self.plan_retry(run_id)
-        row = self.get(run_id)
-        if resume_state(row.run_context):
-            with self.store.transaction() as conn:
-                if not self.store.write_context(
-                    conn, run_id, operator_reset(row.run_context), owner=row.dagster_run_id
-                ):
-                    raise RunConflictError(f"dw_etl_runs run {run_id} was taken by another run just now")
-        return plan, launcher.launch(plan.extract, plan.run_config, plan.tags)
+        with self._retrying:
+            plan = self.plan_retry(run_id)
+            # A run launched in the background exists in Dagster only once its thread starts
+            # it; until then the instance cannot show it, but the launcher knows.
+            pending = getattr(launcher, "pending_with", None)
+            if pending is not None and (launched := pending(RESUME_TAG, str(run_id))) is not None:
+                raise RunConflictError(
+                    f"dw_etl_runs run {run_id} ({plan.extract}) is still active: Dagster run "
+                    f"{launched.run_id} ({launched.status}) was launched to resume it"
+                )
+            row = self.get(run_id)
+            if resume_state(row.run_context):
+                with self.store.transaction() as conn:
+                    if not self.store.write_context(
+                        conn, run_id, operator_reset(row.run_context), owner=row.dagster_run_id
+                    ):
+                        raise RunConflictError(f"dw_etl_runs run {run_id} was taken by another run just now")
+            return plan, launcher.launch(plan.extract, plan.run_config, plan.tags)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -10,6 +10,7 @@ from etl_assets.defs.assets import build_extract_assets
 from etl_assets.defs.instance_runs import InstanceRuns
 from etl_assets.defs.resources import CheckpointStoreResource
 from etl_assets.demo import DemoSource, Fault, ListCollection, ServerThread
+from etl_assets import deployment
 from etl_assets.deployment import InProcessLauncher
 from etl_assets.errors import JobTimeoutError
 from etl_assets.extract import ExtractOptions, run_extract
@@ -273,3 +274,25 @@ def test_a_retry_while_a_relaunch_is_queued_is_a_conflict_not_a_second_run(api, 
         "was launched to resume it"
     )
     assert [r.run_id for r in api.instance.get_runs()] == ["0f0e0d0c-queued"]
+
+
+def test_a_second_retry_before_the_first_run_exists_in_dagster_is_a_conflict(api, source, warehouse):
+    """A background launch creates its Dagster run only when its thread gets the in-process
+    lock (another run may hold it): until then the instance cannot show it, and a second
+    retry must still not launch a second run."""
+    row = timed_out_row(source, warehouse)
+    with deployment._IN_PROCESS_RUNS:  # as a run already executing in this process would
+        first = api.client.post(f"/runs/{row.run_id}/retry", json={"dry_run": False})
+        second = api.client.post(f"/runs/{row.run_id}/retry", json={"dry_run": False})
+        assert api.instance.get_runs() == []
+    assert first.status_code == 202
+    launched = first.json()["dagster_run_id"]
+    assert error_of(second) == (409, "conflict")
+    assert second.json()["error"]["message"] == (
+        f"dw_etl_runs run {row.run_id} (items) is still active: Dagster run {launched} (LAUNCHING) "
+        "was launched to resume it"
+    )
+    api.launcher.join(30)
+    assert [r.run_id for r in api.instance.get_runs()] == [launched]
+    assert warehouse.run(row.run_id).status is RunStatus.SUCCESS
+    assert api.launcher.pending_with(RESUME_TAG, str(row.run_id)) is None
