@@ -15,10 +15,10 @@ import sqlalchemy.engine
 import sqlalchemy.exc
 
 from etl_assets.deployment import Deployment, InProcessLauncher
-from etl_assets.errors import LaunchError, RunConflictError, RunNotFoundError
+from etl_assets.errors import LaunchError, RunConflictError, RunNotFoundError, SettingsError, SpecError
 from etl_assets.operations import run_detail, run_summary
 
-EXIT_FAILED, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_LAUNCH, EXIT_WAREHOUSE = 1, 3, 4, 5, 6
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_LAUNCH, EXIT_WAREHOUSE = 1, 2, 3, 4, 5, 6
 MAX_RUN_ID = 2**31 - 1  # dw_etl_runs.run_id is a 32-bit integer on PostgreSQL
 
 
@@ -80,9 +80,16 @@ def run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _guard(args: argparse.Namespace, handler: Any) -> int:
-    deployment = Deployment.from_env(background=False)
+    try:
+        deployment = Deployment.from_env(background=False)
+    except (SettingsError, SpecError) as exc:
+        print(f"etl-assets: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return handler(args, deployment)
+    except (SettingsError, SpecError) as exc:  # the extracts file, read on first use
+        print(f"etl-assets: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except RunNotFoundError as exc:
         print(f"etl-assets: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND

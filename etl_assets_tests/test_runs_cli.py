@@ -142,3 +142,22 @@ def test_a_warehouse_that_does_not_answer_exits_6_naming_it_without_its_password
             "OperationalError: connection failed: "
         ), err
         assert "hunter2" not in err and "Traceback" not in err
+
+
+def test_a_broken_configuration_exits_2_with_the_reason_not_a_traceback(setup, tmp_path):
+    _server, _warehouse, env = setup
+    broken = tmp_path / "extracts.yaml"
+    broken.write_text("name: x\nresources: [\n")
+    cases = [
+        ({"ETL_EXTRACTS_FILE": str(broken)}, ["runs", "retry", "1", "--dry-run"],
+         f"etl-assets: {broken}: not valid YAML: while parsing a flow node\n"),
+        ({"ETL_EXTRACTS_FILE": str(tmp_path / "missing.yaml")}, ["runs", "list"],
+         f"etl-assets: {tmp_path / 'missing.yaml'}: cannot read the extracts file: No such file or directory\n"),
+        ({"ETL_DATABASE_URL": "mysql://x"}, ["checkpoint", "show", "1"],
+         "etl-assets: ETL_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL, got a 'mysql' URL\n"),
+    ]
+    for change, args, start in cases:
+        code, out, err = cli({**env, **change}, *args)
+        assert (code, out) == (2, ""), (args, err)
+        assert err.startswith(start), err
+        assert "Traceback" not in err
