@@ -232,6 +232,24 @@ def _dumps(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _first_after(collection: Collection, count: int, after: str) -> int:
+    """The index of the first record whose id sorts after ``after`` (``count`` if none).
+
+    An :class:`IndexedCollection` builds each record on request and is in id order, so it is
+    bisected (reading it whole took about a second per page at 40,000 records); a list is
+    read in one pass, as a test's list may change what it holds between pages."""
+    if not isinstance(collection, IndexedCollection):
+        return sum(1 for record in collection.page(0, count) if not _after(record, after))
+    low, high = 0, count
+    while low < high:
+        middle = (low + high) // 2
+        if _after(collection.page(middle, 1)[0], after):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 def _after(record: Mapping[str, Any], after: str) -> bool:
     """Whether ``record``'s id sorts after ``after`` (numbers as numbers, anything else as text)."""
     key = record.get("id")
@@ -373,7 +391,7 @@ class _DataEndpoint:
         if self.style == "keyset":
             # Records are served in id order after ``id_gt``: integer ids compare as numbers,
             # text ids (``pat-00000001``) as text.
-            skip = 0 if after is None else sum(1 for record in collection.page(0, count) if not _after(record, after))
+            skip = 0 if after is None else _first_after(collection, count, after)
         items = collection.page(skip, size)
         total = source.total_overrides.get(name, count)
         if self.style == "paged":

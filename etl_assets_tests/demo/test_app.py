@@ -339,3 +339,22 @@ def test_control_requests_lists_filters_and_clears(client, source):
     assert cleared == {"removed": 2}
     assert client.get("/_control/requests").json() == []
     assert source.requests() == []
+
+
+@pytest.mark.parametrize(
+    ("id_gt", "expected"),
+    [
+        (None, ["pat-00000000", "pat-00000001", "pat-00000002"]),
+        ("pat-00000004", ["pat-00000005", "pat-00000006", "pat-00000007"]),
+        ("pat-00000004x", ["pat-00000005", "pat-00000006", "pat-00000007"]),
+        ("pat-00000008", ["pat-00000009"]),
+        ("pat-00000009", []),
+        ("a", ["pat-00000000", "pat-00000001", "pat-00000002"]),
+        ("zzz", []),
+    ],
+)
+def test_keyset_serves_the_records_after_the_id_asked_for(client, source, id_gt, expected):
+    params = {"limit": 3} if id_gt is None else {"limit": 3, "id_gt": id_gt}
+    response = client.get("/keyset/patients", params=params)
+    assert response.status_code == 200
+    assert [item["id"] for item in response.json()["items"]] == expected
