@@ -898,19 +898,24 @@ class _Run:
         me = self.options.dagster_run_id
         conn = self.page_conn
         assert conn is not None
+        run_id = self.record.run_id
+        if due:
+            # Set before the page is written, so it can ride in the page's statement. Should the
+            # page fail, the run's stop rewrites it from the last committed position.
+            self._set_checkpoint(state, records, now, high_water)
         with conn.begin():
-            # Between checkpoints the row's progress rides in the page's own statement.
-            carry = None if due else self.store.carried_touch(self.record.run_id, records_loaded=records, owner=me, now=now)
-            write = self.loader.write(conn, prepared, run_id=self.record.run_id, now=now, carry=carry)
+            # On PostgreSQL the row's progress (and checkpoint) rides in the page's own statement.
             if due:
-                self._set_checkpoint(state, records, now, high_water)
-                owned = self.store.save(
-                    conn, self.record.run_id, run_context=self.context, records_loaded=records, owner=me
-                )
-            elif write.carried is not None:
-                owned = write.carried == 1
+                carry = self.store.carried_save(run_id, run_context=self.context, records_loaded=records, owner=me, now=now)
             else:
-                owned = self.store.touch(conn, self.record.run_id, records_loaded=records, owner=me)
+                carry = self.store.carried_touch(run_id, records_loaded=records, owner=me, now=now)
+            write = self.loader.write(conn, prepared, run_id=run_id, now=now, carry=carry)
+            if write.carried is not None:
+                owned = write.carried == 1
+            elif due:
+                owned = self.store.save(conn, run_id, run_context=self.context, records_loaded=records, owner=me)
+            else:
+                owned = self.store.touch(conn, run_id, records_loaded=records, owner=me)
             if not owned:
                 self.lost_row = True
                 raise ExtractAlreadyRunningError(

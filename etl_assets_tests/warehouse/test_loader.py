@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
+from etl_assets.checkpoints import RunStatus
 from etl_assets.warehouse import StagingLoader, loader as loader_module, prepare_page
 
 AWKWARD = [
@@ -138,3 +139,25 @@ def test_sqlite_leaves_the_progress_update_to_the_caller(sqlite_warehouse):
     sqlite_warehouse.store.ensure_schema()
     assert sqlite_warehouse.store.carried_touch(1, records_loaded=6, owner="me", now=datetime(2026, 12, 4, tzinfo=UTC)) is None
     assert load(sqlite_warehouse, AWKWARD).carried is None
+
+
+def test_a_checkpoint_rides_in_the_pages_statement_too(postgres_path):
+    store = postgres_path.store
+    store.ensure_schema()
+    with store.transaction() as conn:
+        record = store.create(conn, "items", {"parameters": {"p": 1}}, "me")
+    loader = StagingLoader(postgres_path.engine, "stg_items", postgres_path.schema)
+    loader.ensure_table()
+    page = prepare_page(AWKWARD, extract="items", primary_key=("id",), skip=0)
+    now = datetime(2026, 12, 4, 11, 0, tzinfo=UTC)
+    context = {"parameters": {"p": 1}, "checkpoint": {"skip": 6, "page_index": 1, "total_records": 6,
+                                                      "last_checkpoint_time": now.isoformat()}, "big": 2**70}
+    mine = store.carried_save(record.run_id, run_context=context, records_loaded=6, owner="me", now=now)
+    theirs = store.carried_save(record.run_id, run_context={"x": 1}, records_loaded=99, owner="other", now=now)
+    with postgres_path.engine.begin() as conn:
+        assert loader.write(conn, page, run_id=record.run_id, now=now, carry=mine).carried == 1
+        assert loader.write(conn, page, run_id=record.run_id, now=now, carry=theirs).carried == 0
+    row = store.get(record.run_id)
+    assert (row.run_context, row.records_loaded, row.status, row.updated_at, row.checkpoint.skip) == (
+        context, 6, RunStatus.RUNNING, now, 6
+    )
