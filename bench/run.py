@@ -353,10 +353,16 @@ def table(rows: list[Row]) -> str:
 
 
 def alternate(bench: Bench, scenario: str, source: Source, loaders: dict[str, dict], repeats: int,
-              expected: int, limit: int) -> dict[str, Row]:
+              expected: int, limit: int, *, swap: bool = False) -> dict[str, Row]:
+    """Run each loader ``repeats`` times, one of each in turn. With ``swap`` the order reverses
+    every round (AB BA AB ...), so that run ``i`` of two loaders forms a pair measured side by
+    side, neither always first: see :func:`paired_ratio`."""
     rows = {name: Row(scenario, name, []) for name in loaders}
     for n in range(repeats):
-        for name, options in loaders.items():
+        order = list(loaders.items())
+        if swap and n % 2:
+            order.reverse()
+        for name, options in order:
             loader = options.get("loader", name)
             kwargs = {k: v for k, v in options.items() if k != "loader"}
             measured = bench.run(loader, source, expected=expected, limit=limit, **kwargs)
@@ -365,6 +371,22 @@ def alternate(bench: Bench, scenario: str, source: Source, loaders: dict[str, di
                   f"cpu {measured.cpu:5.1f} s  pg {measured.pg_cpu:4.1f} s  rss {measured.rss_mb:5.0f} MB", flush=True)
         bench.drop_schemas()
     return rows
+
+
+def paired_ratio(numerator: Row, denominator: Row) -> list[float]:
+    """Per-pair ratios of two rows measured with ``alternate(..., swap=True)``.
+
+    The machine's speed drifts by about 10% over a minute (the source, the loader and
+    PostgreSQL share two cores with whatever else runs), more than the few percent a
+    checkpoint costs; two runs taken back to back share the drift, so the median of their
+    ratios sees the difference the medians of each side blur."""
+    return [a.rows / a.seconds / (b.rows / b.seconds) for a, b in zip(numerator.runs, denominator.runs, strict=True)]
+
+
+def inner_ratio(numerator: Row, denominator: Row) -> list[float]:
+    """:func:`paired_ratio` of the rows/s inside the asset (Dagster's own work left out)."""
+    return [b.extract_seconds / a.extract_seconds for a, b in zip(numerator.runs, denominator.runs, strict=True)
+            if a.extract_seconds and b.extract_seconds]
 
 
 def main() -> None:
@@ -402,7 +424,7 @@ def main() -> None:
         cost = alternate(bench, "checkpoints", source, {
             "project, checkpoint every 60 s": {"loader": "project", "checkpoint_interval": 60},
             "project, checkpoint every page": {"loader": "project", "checkpoint_interval": 0},
-        }, args.repeats + 2, n, 1000)  # a few percent is within run-to-run noise: more runs
+        }, 2 * args.repeats + 2, n, 1000, swap=True)  # a few percent is within run-to-run noise: pairs
         report += cost.values()
 
         print("SQLite", flush=True)
@@ -442,7 +464,9 @@ def main() -> None:
     dlt_tuned = fast["dlt tuned, merge"].median
     ceiling_fetch, ceiling_copy = fast["fetch-only ceiling"].median, fast["COPY-only ceiling"].median
     lat_project, lat_fetch = slow["project (Dagster), 4 in flight"].median, slow["fetch-only, sequential"].median
-    every_page, every_60 = cost["project, checkpoint every page"].median, cost["project, checkpoint every 60 s"].median
+    every_page, every_60 = cost["project, checkpoint every page"], cost["project, checkpoint every 60 s"]
+    pair_cost = 1 - statistics.median(paired_ratio(every_page, every_60))
+    inner_cost = 1 - statistics.median(inner_ratio(every_page, every_60))
     peak = max(m.rss_mb for row in report if row.loader.startswith("project") for m in row.runs)
     targets = [
         ("no latency: at least 10x dlt merge (defaults)", f"{project / dlt_fast:.1f}x", project / dlt_fast >= 10),
@@ -457,8 +481,9 @@ def main() -> None:
         ("peak RSS of the project at most 200 MB", f"{peak:.0f} MB", peak <= 200),
         (f"peak RSS grows less than 10% from {n:,} to {args.big_records:,} records",
          f"{small_rss:.0f} -> {big_rss:.0f} MB ({big_rss / small_rss - 1:+.0%})", big_rss / small_rss < 1.10),
-        ("checkpoints cost at most 3% (every page against every 60 s)", f"{1 - every_page / every_60:+.1%}",
-         every_page / every_60 >= 0.97),
+        (f"checkpoints cost at most 3% (every page against every 60 s; median of {len(every_page.runs)} "
+         f"back-to-back pairs; inside the asset {inner_cost:+.1%}; the medians of each side {1 - every_page.median / every_60.median:+.1%})",
+         f"{pair_cost:+.1%}", pair_cost <= 0.03),
     ]
     lines = [f"| {name} | {value} | {'yes' if ok else 'NO' if ok is not None else ''} |" for name, value, ok in targets]
     command = "make bench" + ("" if len(sys.argv) == 1 else " BENCH_ARGS=" + shlex.quote(shlex.join(sys.argv[1:])))
