@@ -2,12 +2,14 @@
 
 Exit codes, for scripts: 0 done; 1 the retried run failed, or the row has no checkpoint
 (``checkpoint show``); 2 bad usage; 3 no such run; 4 conflict (the run succeeded already or
-is still active); 5 Dagster could not launch the run.
+is still active); 5 Dagster could not launch the run; 6 the warehouse does not answer, or its
+SQLite file does not exist.
 """
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy
@@ -17,6 +19,7 @@ import sqlalchemy.exc
 from etl_assets.deployment import Deployment, InProcessLauncher
 from etl_assets.errors import LaunchError, RunConflictError, RunNotFoundError, SettingsError, SpecError
 from etl_assets.operations import run_detail, run_summary
+from etl_assets.settings import Settings
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_LAUNCH, EXIT_WAREHOUSE = 1, 2, 3, 4, 5, 6
 MAX_RUN_ID = 2**31 - 1  # dw_etl_runs.run_id is a 32-bit integer on PostgreSQL
@@ -79,12 +82,35 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     return _guard(args, _checkpoint)
 
 
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The file a SQLite warehouse URL names, when it does not exist.
+
+    These commands only read rows (a retry writes to an existing row), so a warehouse file
+    that is not there is a mistyped URL or a warehouse nothing has run against yet; opening
+    it would create an empty database, and its folder, where the user did not mean one."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return None  # reported as a bad URL when the engine is made
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    return None if path.exists() else path
+
+
 def _guard(args: argparse.Namespace, handler: Any) -> int:
     try:
-        deployment = Deployment.from_env(background=False)
+        settings = Settings.from_env()
+        missing = _missing_sqlite_file(settings.database_url)
+        deployment = None if missing else Deployment.from_env(background=False, settings=settings)
     except (SettingsError, SpecError) as exc:
         print(f"etl-assets: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if deployment is None:
+        print(f"etl-assets: there is no warehouse at {settings.database_url}: the file {missing} does not exist "
+              "(nothing has run against it yet, or ETL_DATABASE_URL is mistyped)", file=sys.stderr)
+        return EXIT_WAREHOUSE
     try:
         return handler(args, deployment)
     except (SettingsError, SpecError) as exc:  # the extracts file, read on first use

@@ -161,3 +161,19 @@ def test_a_broken_configuration_exits_2_with_the_reason_not_a_traceback(setup, t
         assert (code, out) == (2, ""), (args, err)
         assert err.startswith(start), err
         assert "Traceback" not in err
+
+
+def test_a_sqlite_warehouse_that_does_not_exist_exits_6_and_is_not_created(setup, tmp_path):
+    """A mistyped SQLite URL: every command says the file is not there, and neither the file
+    nor its folder is created (opening it would make an empty database)."""
+    _server, _warehouse, env = setup
+    missing = tmp_path / "typo" / "warehous.db"
+    url = f"sqlite:///{missing}"
+    for args in (["runs", "list"], ["runs", "show", "1"], ["runs", "retry", "1", "--dry-run"],
+                 ["checkpoint", "show", "1"]):
+        code, out, err = cli({**env, "ETL_DATABASE_URL": url}, *args)
+        assert (code, out, err) == (
+            6, "", f"etl-assets: there is no warehouse at {url}: the file {missing} does not exist "
+            "(nothing has run against it yet, or ETL_DATABASE_URL is mistyped)\n"
+        ), args
+    assert not (tmp_path / "typo").exists()
