@@ -7,48 +7,115 @@ also lose their user-info part.
 
 import logging
 import re
-from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 MASK = "***"
 PARTIAL_MIN = 8
 """The shortest start of a secret masked on its own, where a message cut the secret short."""
-_HEX_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+# How a character may be written besides itself, other than by its code (see _char_pattern):
+# a space in a form-encoded query, and the escapes of JSON, Python reprs and HTML.
+_ESCAPE = r"\\{1,2}"
+"""The backslash of an escape, doubled too: a message shows an excerpt as a repr, which
+doubles the backslash of a JSON body's ``\\/``."""
+
+_SPECIAL = {
+    " ": [r"\+"],
+    "/": [_ESCAPE + "/"],
+    '"': [_ESCAPE + '"', "&quot;"],
+    "'": [_ESCAPE + "'", "&apos;"],
+    "\\": [r"(?:\\\\){1,2}"],
+    "&": ["&amp;"],
+    "<": ["&lt;"],
+    ">": ["&gt;"],
+}
+
+
+def _char_pattern(char: str) -> str:
+    """A regular expression for one character of a secret written any way text carries it:
+    itself, percent-encoded (either case of hex), as a JSON ``\\uXXXX`` escape, a bytes
+    repr's ``\\xNN``, an HTML character reference, or the escapes in :data:`_SPECIAL`.
+
+    A secret travels through URLs, JSON bodies and reprs, and each re-encodes some of its
+    characters and not others (httpx keeps ``+`` in a query and encodes ``/``; a JSON
+    encoder may escape ``/``). Matching character by character masks every mix of them, not
+    only the forms a list of whole encodings happened to hold."""
+    data = char.encode("utf-8", "surrogatepass")
+    code = ord(char)
+    forms = [
+        re.escape(char),
+        "".join(f"%(?i:{byte:02x})" for byte in data),
+        "".join(rf"{_ESCAPE}x(?i:{byte:02x})" for byte in data),
+        f"&#0*{code};",
+        f"&#(?i:x)0*(?i:{code:x});",
+    ]
+    if code < 0x10000:
+        forms.append(rf"{_ESCAPE}u(?i:{code:04x})")
+    else:
+        high, low = divmod(code - 0x10000, 0x400)
+        forms.append(rf"{_ESCAPE}u(?i:{0xD800 + high:04x}){_ESCAPE}u(?i:{0xDC00 + low:04x})")
+    # The character itself last: "&amp;" must be read as one "&", not as "&" then "amp;".
+    forms = forms[1:] + _SPECIAL.get(char, []) + forms[:1]
+    return "(?:" + "|".join(forms) + ")"
+
+
+class _Secret:
+    """One secret as a pattern: its first :data:`PARTIAL_MIN` characters (all of a shorter
+    secret), then each further character in turn, so that the longest start of the secret
+    present in a text is found, however each of its characters is written."""
+
+    def __init__(self, secret: str) -> None:
+        head = secret[:PARTIAL_MIN]
+        self.length = len(secret)
+        self.head = re.compile("".join(_char_pattern(c) for c in head))
+        self.rest = [re.compile(_char_pattern(c)) for c in secret[len(head):]]
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        found: list[tuple[int, int]] = []
+        position = 0
+        while (match := self.head.search(text, position)) is not None:
+            end = match.end()
+            for char in self.rest:
+                following = char.match(text, end)
+                if following is None:
+                    break
+                end = following.end()
+            found.append((match.start(), end))
+            position = max(end, match.start() + 1)
+        return found
 
 
 class Redactor:
     """Replaces known secret values in text with ``***``."""
 
     def __init__(self, secrets: list[str] | None = None) -> None:
-        self._secrets: list[str] = []
+        self._secrets: dict[str, _Secret] = {}
         for secret in secrets or []:
             self.add(secret)
 
     def add(self, secret: str) -> None:
-        """Register a secret, also as it appears percent-encoded in a URL (upper- or lower-case
-        hex, as some servers write it) and in a bytes repr; very short values are ignored to
-        avoid masking common words."""
-        if not secret or len(secret) < 4:
+        """Register a secret, masked however its characters are written (see
+        :func:`_char_pattern`); very short values are ignored to avoid masking common words.
+        A secret longer than :data:`PARTIAL_MIN` is masked from its first
+        :data:`PARTIAL_MIN` characters on, where a message cut it short."""
+        if not secret or len(secret) < 4 or secret in self._secrets:
             return
-        encoded = {quote(secret, safe=""), quote_plus(secret, safe="")}
-        lower_hex = {_HEX_ESCAPE.sub(lambda m: m.group(0).lower(), form) for form in encoded}
-        forms = {secret, *encoded, *lower_hex, repr(secret.encode())[2:-1]}
-        for form in forms:
-            if form not in self._secrets:
-                self._secrets.append(form)
-        self._secrets.sort(key=len, reverse=True)
+        self._secrets[secret] = _Secret(secret)
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        # A message may have cut a secret short (an excerpt of a page, a long URL): the start
-        # of a secret is masked too, once it is long enough not to be an ordinary word.
-        for secret in self._secrets:
-            if len(secret) > PARTIAL_MIN and secret[:PARTIAL_MIN] in text:
-                for size in range(len(secret) - 1, PARTIAL_MIN - 1, -1):
-                    if secret[:size] in text:
-                        text = text.replace(secret[:size], MASK)
-        return text
+        spans = sorted(span for secret in self._secrets.values() for span in secret.spans(text))
+        if not spans:
+            return text
+        parts: list[str] = []
+        kept = 0
+        for start, end in spans:
+            if end <= kept:
+                continue
+            parts.append(text[kept:max(start, kept)])
+            parts.append(MASK if start >= kept else "")
+            kept = end
+        parts.append(text[kept:])
+        return "".join(parts)
 
 
 def strip_userinfo(url: str) -> str:
