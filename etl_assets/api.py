@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from etl_assets.checkpoints import RunStatus
 from etl_assets.deployment import Deployment
-from etl_assets.errors import LaunchError, RunConflictError, RunNotFoundError
+from etl_assets.errors import CorruptRunError, LaunchError, RunConflictError, RunNotFoundError
 from etl_assets.operations import Launcher, Operations, run_detail, run_summary
 from etl_assets.settings import IDENTIFIER
 
@@ -131,6 +131,8 @@ def create_app(operations: Operations, launcher: Launcher, *, token: str | None)
                 return error(409, "conflict", str(exc))
             except LaunchError as exc:
                 return error(503, "launch_failed", str(exc))
+            except CorruptRunError as exc:
+                return error(500, "corrupt_run", str(exc))
             except sqlalchemy.exc.OperationalError as exc:
                 # Only the exception's class: its text can hold the database URL.
                 log.warning("the warehouse does not answer on %s %s: %s", request.method, request.url.path,

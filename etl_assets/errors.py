@@ -37,6 +37,11 @@ class SettingsError(EtlError, ValueError):
     """An environment variable or a run config value is invalid."""
 
 
+class CorruptRunError(EtlError, ValueError):
+    """A ``dw_etl_runs`` row holds a value this project never writes (edited by hand, or by
+    something else); the message names the run, the field and the value."""
+
+
 class ExtractError(EtlError):
     """A run of one extract stopped before it finished.
 

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection
 from etl_assets.checkpoints import Checkpoint, CheckpointStore, RunRecord, RunStatus
 from etl_assets.checkpoints.models import utcnow
 from etl_assets.errors import (
+    CorruptRunError,
     ExtractAlreadyRunningError,
     ExtractError,
     JobTimeoutError,
@@ -491,7 +492,16 @@ class _Run:
                         extract=name,
                     )
             for row in candidates:
-                if row.checkpoint is None:
+                try:
+                    checkpoint = row.checkpoint
+                except CorruptRunError as exc:
+                    if row.run_id == wanted:
+                        raise ExtractError(f"extract {name!r}: cannot resume: {exc}", extract=name) from None
+                    # Nothing can resume it; left as it is, it would stop every run of the extract.
+                    self.log.warning(f"extract {name!r}: {exc}; it is closed and this run starts afresh")
+                    self._retire(conn, row, f"abandoned: {exc}")
+                    continue
+                if checkpoint is None:
                     self._retire(conn, row, "abandoned: its run ended before saving a checkpoint")
                     continue
                 if resume is None and (self.options.resume_from_checkpoint or row.run_id == wanted):
@@ -501,7 +511,7 @@ class _Run:
                         continue
                     self.log.warning(
                         f"extract {name!r}: not resuming dw_etl_runs run {row.run_id} "
-                        f"(checkpoint skip={row.checkpoint.skip}) because its parameters differ: "
+                        f"(checkpoint skip={checkpoint.skip}) because its parameters differ: "
                         + "; ".join(self.redact(d) for d in differences)
                         + "; starting a new run from the beginning"
                     )

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from etl_assets.checkpoints import CheckpointStore, RunRecord, RunStatus, utcnow
-from etl_assets.errors import EtlError, RunConflictError, RunNotFoundError
+from etl_assets.errors import CorruptRunError, EtlError, RunConflictError, RunNotFoundError
 from etl_assets.extract import current_parameters, parameter_differences
 from etl_assets.sources.partitions import PARTITION_TAG, partition_key
 from etl_assets.resume import RESUME_TAG, RunLookup, holder, operator_reset, resume_state
@@ -116,7 +116,13 @@ class Operations:
             )
         if row.job_name not in self.extracts:
             raise RunConflictError(f"{where}: extract {row.job_name!r} is not defined in the extracts file")
-        checkpoint = row.checkpoint
+        try:
+            checkpoint = row.checkpoint
+        except CorruptRunError as exc:
+            raise RunConflictError(
+                f"{exc}; it cannot be resumed: fix the row, or start a new run of {row.job_name!r}, "
+                "which closes it and starts from the beginning"
+            ) from None
         try:
             current = current_parameters(self.specs[row.job_name], store=self.store)
             if "partition" in row.parameters:

@@ -3,7 +3,7 @@
 Exit codes, for scripts: 0 done; 1 the retried run failed, or the row has no checkpoint
 (``checkpoint show``); 2 bad usage; 3 no such run; 4 conflict (the run succeeded already or
 is still active); 5 Dagster could not launch the run; 6 the warehouse does not answer, or its
-SQLite file does not exist.
+SQLite file does not exist; 7 a ``dw_etl_runs`` row holds values this project never writes.
 """
 
 import argparse
@@ -17,11 +17,18 @@ import sqlalchemy.engine
 import sqlalchemy.exc
 
 from etl_assets.deployment import Deployment, InProcessLauncher
-from etl_assets.errors import LaunchError, RunConflictError, RunNotFoundError, SettingsError, SpecError
+from etl_assets.errors import (
+    CorruptRunError,
+    LaunchError,
+    RunConflictError,
+    RunNotFoundError,
+    SettingsError,
+    SpecError,
+)
 from etl_assets.operations import run_detail, run_summary
 from etl_assets.settings import Settings
 
-EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_LAUNCH, EXIT_WAREHOUSE = 1, 2, 3, 4, 5, 6
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_LAUNCH, EXIT_WAREHOUSE, EXIT_CORRUPT = 1, 2, 3, 4, 5, 6, 7
 MAX_RUN_ID = 2**31 - 1  # dw_etl_runs.run_id is a 32-bit integer on PostgreSQL
 
 
@@ -125,6 +132,9 @@ def _guard(args: argparse.Namespace, handler: Any) -> int:
     except LaunchError as exc:
         print(f"etl-assets: {exc}", file=sys.stderr)
         return EXIT_LAUNCH
+    except CorruptRunError as exc:
+        print(f"etl-assets: {exc}", file=sys.stderr)
+        return EXIT_CORRUPT
     except sqlalchemy.exc.OperationalError as exc:
         url = sqlalchemy.engine.make_url(deployment.settings.database_url).render_as_string(hide_password=True)
         reason = str(exc.orig or exc).strip().splitlines()[0][:300] if str(exc.orig or exc).strip() else ""

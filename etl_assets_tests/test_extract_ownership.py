@@ -220,3 +220,33 @@ def test_a_live_run_waiting_past_its_lease_keeps_the_row(source, warehouse):
     assert sorted(r.skip for r in source.source.requests("/items")) == [0, 10, 10, 20]
     [row] = warehouse.runs("items")
     assert (row.status, row.records_loaded) == (RunStatus.SUCCESS, 30)
+
+
+def _corrupt_checkpoint(warehouse, run_id, checkpoint):
+    row = warehouse.run(run_id)
+    with warehouse.store.transaction() as conn:
+        warehouse.store.save(conn, run_id, run_context={**row.run_context, "checkpoint": checkpoint},
+                             records_loaded=row.records_loaded, status=RunStatus.FAILED)
+
+
+def test_a_checkpoint_edited_by_hand_is_closed_with_the_reason_and_a_new_run_starts(source, warehouse, caplog):
+    """A row nothing can resume must not stop every later run of its extract: the next run
+    closes it, naming the field, and starts from the beginning; asked to resume that row
+    explicitly, a run refuses with the same reason."""
+    spec = items_spec(source.url)
+    source.source.add_fault(Fault(path="/items", skip=10, action="status", status=404, times=1))
+    with pytest.raises(ExtractError):
+        run(spec, warehouse, dagster_run_id="first")
+    _corrupt_checkpoint(warehouse, 1, {"page_index": "abc", "total_records": 10})
+    with pytest.raises(ExtractError) as refused:
+        run(spec, warehouse, dagster_run_id="explicit", resume_run_id=1)
+    assert str(refused.value) == (
+        "extract 'items': cannot resume: dw_etl_runs run 1: its checkpoint cannot be read: skip is missing"
+    )
+    result = run(spec, warehouse, dagster_run_id="second")
+    assert (result.run_id, result.records_loaded, result.resumed_from_skip) == (2, 30, None)
+    first = warehouse.run(1)
+    assert (first.status, first.error_message) == (
+        RunStatus.FAILED, "abandoned: dw_etl_runs run 1: its checkpoint cannot be read: skip is missing"
+    )
+    assert sorted(warehouse.records("items")) == sorted(str(i) for i in range(1, 31))

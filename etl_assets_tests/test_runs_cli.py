@@ -177,3 +177,28 @@ def test_a_sqlite_warehouse_that_does_not_exist_exits_6_and_is_not_created(setup
             "(nothing has run against it yet, or ETL_DATABASE_URL is mistyped)\n"
         ), args
     assert not (tmp_path / "typo").exists()
+
+
+def test_rows_edited_by_hand_get_the_reason_and_their_own_exit_codes(setup):
+    """A checkpoint no run wrote cannot be retried (exit 4, the field named); a status no run
+    writes stops the listing with exit 7 naming the row, never a traceback."""
+    import sqlalchemy as sa
+
+    _server, warehouse, env = setup
+    [row] = warehouse.runs("items")
+    with warehouse.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE dw_etl_runs SET run_context = :c WHERE run_id = :r"),
+                     {"c": json.dumps({**row.run_context, "checkpoint": {**row.run_context["checkpoint"], "skip": -500}}),
+                      "r": row.run_id})
+    code, out, err = cli(env, "runs", "retry", str(row.run_id), "--dry-run")
+    assert (code, out, err) == (4, "", (
+        f"etl-assets: cannot retry: dw_etl_runs run {row.run_id}: its checkpoint cannot be read: skip is -500, "
+        "not a whole number from 0 up; it cannot be resumed: fix the row, or start a new run of 'items', which "
+        "closes it and starts from the beginning\n"
+    ))
+    with warehouse.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE dw_etl_runs SET status = 'paused' WHERE run_id = :r"), {"r": row.run_id})
+    for args in (["runs", "list"], ["runs", "show", str(row.run_id)], ["checkpoint", "show", str(row.run_id)]):
+        assert cli(env, *args) == (7, "", (
+            f"etl-assets: dw_etl_runs run {row.run_id}: its status 'paused' is not one of running, success, failed\n"
+        )), args

@@ -5,6 +5,8 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 
+from etl_assets.errors import CorruptRunError
+
 
 class RunStatus(StrEnum):
     RUNNING = "running"
@@ -48,19 +50,47 @@ class Checkpoint:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Checkpoint":
-        when = datetime.fromisoformat(data["last_checkpoint_time"])
+    def from_json(cls, data: Any, run_id: int | None = None) -> "Checkpoint":
+        """Read a stored checkpoint; :class:`CorruptRunError` names the run and the field when
+        it is not one this project wrote (a hand edit), rather than a ``KeyError`` or a
+        negative offset sent to the source."""
+        where = f"dw_etl_runs run {run_id}" if run_id is not None else "a dw_etl_runs row"
+
+        def corrupt(reason: str) -> CorruptRunError:
+            return CorruptRunError(f"{where}: its checkpoint cannot be read: {reason}")
+
+        if not isinstance(data, dict):
+            raise corrupt(f"it is {type(data).__name__}, not an object")
+        counts = {}
+        for name in ("skip", "page_index", "total_records"):
+            value = data.get(name)
+            if type(value) is not int or value < 0:
+                shown = "missing" if name not in data else f"{_shown(value)}, not a whole number from 0 up"
+                raise corrupt(f"{name} is {shown}")
+            counts[name] = value
+        try:
+            when = datetime.fromisoformat(data["last_checkpoint_time"])
+        except (KeyError, TypeError, ValueError):
+            raise corrupt(f"last_checkpoint_time is {_shown(data.get('last_checkpoint_time', '<missing>'))}, "
+                          "not an ISO 8601 time") from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
+        for name in ("next_url", "cursor"):
+            if data.get(name) is not None and not isinstance(data[name], str):
+                raise corrupt(f"{name} is {_shown(data[name])}, not a string")
+        if not isinstance(data.get("exhausted", False), bool):
+            raise corrupt(f"exhausted is {_shown(data['exhausted'])}, not true or false")
         return cls(
-            skip=int(data["skip"]),
-            page_index=int(data["page_index"]),
-            total_records=int(data["total_records"]),
             last_checkpoint_time=when,
             next_url=data.get("next_url"),
             cursor=data.get("cursor"),
-            exhausted=bool(data.get("exhausted", False)),
+            exhausted=data.get("exhausted", False),
+            **counts,
         )
+
+
+def _shown(value: Any) -> str:
+    return repr(value)[:80]
 
 
 @dataclass
@@ -81,7 +111,7 @@ class RunRecord:
     @property
     def checkpoint(self) -> Checkpoint | None:
         data = self.run_context.get("checkpoint")
-        return Checkpoint.from_json(data) if data else None
+        return Checkpoint.from_json(data, self.run_id) if data is not None else None
 
     @property
     def parameters(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
 from etl_assets.checkpoints.models import Checkpoint, RunRecord, RunStatus, utcnow
+from etl_assets.errors import CorruptRunError
 from etl_assets.jsoncodec import dumps
 from etl_assets.settings import validate_schema
 from etl_assets.sources.partitions import partition_key
@@ -134,34 +135,54 @@ class CheckpointStore:
 
     def _record(self, row: sa.Row[Any]) -> RunRecord:
         data = row._mapping
+        run_id = data["run_id"]
+        try:
+            status = RunStatus(data["status"])
+        except ValueError:
+            raise CorruptRunError(
+                f"dw_etl_runs run {run_id}: its status {str(data['status'])[:40]!r} is not one of "
+                f"{', '.join(s.value for s in RunStatus)}"
+            ) from None
+        context = data["run_context"]
+        if context is not None and not isinstance(context, dict):
+            raise CorruptRunError(f"dw_etl_runs run {run_id}: its run_context is {type(context).__name__}, not an object")
         return RunRecord(
-            run_id=data["run_id"],
+            run_id=run_id,
             job_name=data["job_name"],
-            status=RunStatus(data["status"]),
+            status=status,
             started_at=data["started_at"],
             updated_at=data["updated_at"],
             finished_at=data["finished_at"],
             records_loaded=int(data["records_loaded"] or 0),
             error_message=data["error_message"],
             dagster_run_id=data["dagster_run_id"],
-            run_context=dict(data["run_context"] or {}),
+            run_context=dict(context or {}),
         )
+
+    def _fetch(self, conn: Connection, query: Any) -> list[RunRecord]:
+        """The rows of ``query``; a value SQLite cannot read back (a time or JSON edited by
+        hand) fails as :class:`CorruptRunError`, not as a bare ``ValueError``."""
+        try:
+            rows = conn.execute(query).all()
+        except ValueError as exc:
+            raise CorruptRunError(f"a dw_etl_runs row cannot be read: {type(exc).__name__}: {str(exc)[:200]}") from None
+        return [self._record(row) for row in rows]
 
     def get(self, run_id: int, conn: Connection | None = None) -> RunRecord | None:
         query = sa.select(self.table).where(self.table.c.run_id == run_id)
         if conn is not None:
-            row = conn.execute(query).first()
+            rows = self._fetch(conn, query)
         else:
             with self.engine.connect() as own:
-                row = own.execute(query).first()
-        return self._record(row) if row is not None else None
+                rows = self._fetch(own, query)
+        return rows[0] if rows else None
 
     def list_runs(self, job_name: str | None = None, limit: int = 100) -> list[RunRecord]:
         query = sa.select(self.table).order_by(self.table.c.run_id.desc()).limit(limit)
         if job_name is not None:
             query = query.where(self.table.c.job_name == job_name)
         with self.engine.connect() as conn:
-            return [self._record(row) for row in conn.execute(query)]
+            return self._fetch(conn, query)
 
     def last_success(self, job_name: str) -> RunRecord | None:
         """The extract's newest successful row (an incremental run's watermark comes from it)."""
@@ -172,8 +193,8 @@ class CheckpointStore:
             .limit(1)
         )
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return self._record(row) if row is not None else None
+            rows = self._fetch(conn, query)
+        return rows[0] if rows else None
 
     def unfinished(self, conn: Connection, job_name: str) -> list[RunRecord]:
         """Rows of ``job_name`` that are ``running`` or ``failed`` with a checkpoint, or
@@ -183,8 +204,8 @@ class CheckpointStore:
             .where(self.table.c.job_name == job_name, self.table.c.status.in_(RESUMABLE))
             .order_by(self.table.c.run_id.desc())
         )
-        rows = [self._record(row) for row in conn.execute(query)]
-        return [r for r in rows if r.checkpoint is not None or r.status is RunStatus.RUNNING]
+        rows = self._fetch(conn, query)
+        return [r for r in rows if r.run_context.get("checkpoint") is not None or r.status is RunStatus.RUNNING]
 
     def latest_resumable(self) -> list[RunRecord]:
         """The newest ``running``/``failed`` row with a checkpoint of each extract (of each
@@ -201,8 +222,7 @@ class CheckpointStore:
         )
         newest: dict[tuple[str, Any], RunRecord] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                record = self._record(row)
+            for record in self._fetch(conn, query):
                 # Each partition of a partitioned extract is a logical run of its own.
                 key = (record.job_name, partition_key(record.parameters))
                 if key in newest:
