@@ -116,8 +116,8 @@ class JobExecutor:
 
     def get_checkpoint(self, run_id: int) -> CheckpointData | None:
         """The row's checkpoint, or ``None`` when it has none (or does not exist)."""
-        self.deployment.store.ensure_schema()
-        row = self.deployment.store.get(run_id)
+        store = self.deployment.store
+        row = store.get(run_id) if store.exists() else None
         if row is None or row.checkpoint is None or row.status is RunStatus.SUCCESS:
             return None
         checkpoint = row.checkpoint

@@ -87,14 +87,14 @@ class Operations:
         process (the API serves requests side by side) launch one run, not two."""
 
     def get(self, run_id: int) -> RunRecord:
-        self.store.ensure_schema()
-        row = self.store.get(run_id)
+        row = self.store.get(run_id) if self.store.exists() else None
         if row is None:
             raise RunNotFoundError(f"there is no dw_etl_runs run {run_id}")
         return row
 
     def list(self, *, extract: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
-        self.store.ensure_schema()
+        if not self.store.exists():
+            return []
         rows = self.store.list_runs(extract, limit=limit if status is None else 10_000)
         if status is not None:
             rows = [r for r in rows if r.status.value == status][:limit]

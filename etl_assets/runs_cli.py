@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 from typing import Any
 
 import sqlalchemy
@@ -100,10 +101,25 @@ def _missing_sqlite_file(url: str) -> Path | None:
     except sqlalchemy.exc.ArgumentError:
         return None  # reported as a bad URL when the engine is made
     database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
+    if database.startswith("file:"):  # a SQLite URI filename (``?uri=true``)
+        location, _, query = database[len("file:"):].partition("?")
+        if "mode=memory" in query.split("&") or location.startswith(":memory:"):
+            return None
+        if location.startswith("//"):
+            location = "/" + location[2:].partition("/")[2]  # file://[host]/path
+        database = unquote(location)
     path = Path(database).expanduser()
     return None if path.exists() else path
+
+
+def _no_table(deployment: Deployment) -> str:
+    """Why there are no runs, when it is that the table is not there (a mistyped schema)."""
+    if deployment.store.exists():
+        return ""
+    schema = deployment.settings.warehouse_schema
+    return f" (there is no dw_etl_runs table in {f'schema {schema!r}' if schema else 'this database'})"
 
 
 def _guard(args: argparse.Namespace, handler: Any) -> int:
@@ -135,10 +151,13 @@ def _guard(args: argparse.Namespace, handler: Any) -> int:
     except CorruptRunError as exc:
         print(f"etl-assets: {exc}", file=sys.stderr)
         return EXIT_CORRUPT
-    except sqlalchemy.exc.OperationalError as exc:
+    except sqlalchemy.exc.DBAPIError as exc:
+        # Not answering (OperationalError), or answering that it cannot be used this way: an
+        # unknown connection option, a file that is not a SQLite database.
         url = sqlalchemy.engine.make_url(deployment.settings.database_url).render_as_string(hide_password=True)
         reason = str(exc.orig or exc).strip().splitlines()[0][:300] if str(exc.orig or exc).strip() else ""
-        print(f"etl-assets: the warehouse at {url} does not answer: {type(exc.orig or exc).__name__}: {reason}",
+        what = "does not answer" if isinstance(exc, sqlalchemy.exc.OperationalError) else "cannot be used"
+        print(f"etl-assets: the warehouse at {url} {what}: {type(exc.orig or exc).__name__}: {reason}",
               file=sys.stderr)
         return EXIT_WAREHOUSE
     finally:
@@ -163,7 +182,7 @@ def _runs(args: argparse.Namespace, deployment: Deployment) -> int:
                 ["RUN", "EXTRACT", "STATUS", "RECORDS", "CHECKPOINT", "STARTED (UTC)", "UPDATED (UTC)", "ERROR"],
             )
             if rows
-            else ("no runs match" if (args.extract or args.status) else "no runs yet")
+            else ("no runs match" if (args.extract or args.status) else "no runs yet" + _no_table(deployment))
         )
         return 0
     if args.verb == "show":

@@ -202,3 +202,51 @@ def test_rows_edited_by_hand_get_the_reason_and_their_own_exit_codes(setup):
         assert cli(env, *args) == (7, "", (
             f"etl-assets: dw_etl_runs run {row.run_id}: its status 'paused' is not one of running, success, failed\n"
         )), args
+
+
+def test_reading_runs_creates_nothing_where_a_mistyped_setting_points(setup, tmp_path, postgres_warehouse):
+    """A mistyped schema lists no runs and says there is no table there, leaving no schema
+    behind; a SQLite URI naming no file is refused like a plain path (exit 6); a URL SQLite or
+    the driver cannot use, or an extracts file that is not UTF-8, is a clear message."""
+    import sqlalchemy as sa
+
+    _server, _warehouse, env = setup
+    url = postgres_warehouse.url
+    typo = postgres_warehouse.schema + "_typo"
+    assert cli({**env, "ETL_DATABASE_URL": url, "ETL_WAREHOUSE_SCHEMA": typo}, "runs", "list") == (
+        0, f"no runs yet (there is no dw_etl_runs table in schema '{typo}')\n", ""
+    )
+    assert cli({**env, "ETL_DATABASE_URL": url, "ETL_WAREHOUSE_SCHEMA": typo}, "checkpoint", "show", "1")[0::2] == (
+        3, "etl-assets: there is no dw_etl_runs run 1\n"
+    )
+    with postgres_warehouse.engine.connect() as conn:
+        assert sa.inspect(conn).has_schema(typo) is False
+
+    missing = tmp_path / "nowhere" / "typo.db"
+    uri = f"sqlite:///file:{missing}?uri=true"
+    assert cli({**env, "ETL_DATABASE_URL": uri}, "runs", "list") == (6, "", (
+        f"etl-assets: there is no warehouse at {uri}: the file {missing} does not exist "
+        "(nothing has run against it yet, or ETL_DATABASE_URL is mistyped)\n"
+    ))
+    assert not missing.parent.exists()
+
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("hello, this is not a database file at all\n" * 100)
+    code, out, err = cli({**env, "ETL_DATABASE_URL": f"sqlite:///{not_a_db}"}, "runs", "list")
+    assert (code, out, err) == (6, "", f"etl-assets: the warehouse at sqlite:///{not_a_db} cannot be used: "
+                                      "DatabaseError: file is not a database\n")
+    cases = [
+        ({"ETL_DATABASE_URL": env["ETL_DATABASE_URL"] + "?timeout=abc"}, 2,
+         "etl-assets: ETL_DATABASE_URL cannot be used: ValueError: could not convert string to float: 'abc'\n"),
+        ({"ETL_DATABASE_URL": env["ETL_DATABASE_URL"].replace("sqlite:", "sqlite+aiosqlite:", 1)}, 2,
+         "etl-assets: ETL_DATABASE_URL cannot be used: ModuleNotFoundError: No module named 'aiosqlite'\n"),
+        ({"ETL_DATABASE_URL": "postgresql+psycopg://etl:hunter2@127.0.0.1:5432/test?foo=bar"}, 6,
+         "etl-assets: the warehouse at postgresql+psycopg://etl:***@127.0.0.1:5432/test?foo=bar cannot be used: "
+         "ProgrammingError: invalid connection option \"foo\"\n"),
+    ]
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"\xffname: x\n")
+    cases.append(({"ETL_EXTRACTS_FILE": str(latin)}, 2,
+                  f"etl-assets: {latin}: the extracts file is not UTF-8: byte 0xff at offset 0\n"))
+    for change, code, message in cases:
+        assert cli({**env, **change}, "runs", "retry", "1", "--dry-run") == (code, "", message), change

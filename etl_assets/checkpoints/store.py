@@ -119,6 +119,16 @@ class CheckpointStore:
         create_idempotently(self.engine, create)
         self._ready = True
 
+    def exists(self) -> bool:
+        """Whether the table is there, created by nothing here: reading rows (``runs list``,
+        the API) must not leave a schema and a table behind where a mistyped
+        ``ETL_WAREHOUSE_SCHEMA`` or URL pointed."""
+        if self._ready:
+            return True
+        with self.engine.connect() as conn:
+            self._ready = sa.inspect(conn).has_table(RUNS_TABLE, schema=self.schema)
+        return self._ready
+
     def lock_extract(self, conn: Connection, job_name: str) -> None:
         """Serialize claims of one extract until ``conn``'s transaction ends.
 

@@ -542,6 +542,10 @@ def load_extracts(path: str | Path) -> list[ExtractSpec]:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{file}: cannot read the extracts file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{file}: the extracts file is not UTF-8: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+        ) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -23,8 +23,10 @@ def create_warehouse_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+            # SQLite opens "~/x.db" literally; a user means their home, as everywhere else.
+            parsed = parsed.set(database=str(Path(database).expanduser()))
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = _create(parsed, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -40,7 +42,17 @@ def create_warehouse_engine(url: str) -> Engine:
             f"ETL_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL, got a "
             f"{parsed.get_backend_name()!r} URL"
         )
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    return _create(parsed, pool_pre_ping=True)
+
+
+def _create(url: sa.URL, **options: Any) -> Engine:
+    """``create_engine``, with what it refuses (a driver that is not installed, a query
+    option of the wrong type) said as a setting error rather than a traceback. The URL
+    itself is not repeated: it may hold a password."""
+    try:
+        return sa.create_engine(url, **options)
+    except (ImportError, ValueError, TypeError, sa.exc.ArgumentError) as exc:
+        raise SettingsError(f"ETL_DATABASE_URL cannot be used: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def create_idempotently(engine: Engine, create: Callable[[Connection], None]) -> None:
