@@ -460,7 +460,10 @@ class _Run:
         self.attempt: dict[str, Any] = {}
         self.committed = Position()
         self.committed_records = 0
-        self.saved_at = time.monotonic()
+        self.saved_at = -float("inf")
+        """When this attempt last saved a checkpoint: never yet, so its first page saves one.
+        A worker killed in its first interval then leaves a checkpoint the sensor resumes
+        from, not a ``running`` row without one that nothing relaunches."""
         self.logged_at: float | None = None
         self.result: ExtractResult | None = None
         self.lost_row = False

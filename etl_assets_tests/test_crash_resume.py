@@ -90,7 +90,8 @@ def test_sigkill_at_a_random_page_then_resume(warehouse, kill_at_page, interval,
             assert checkpoint.page_index == checkpoint.skip // LIMIT
             assert checkpoint.total_records == checkpoint.skip
         else:
-            assert checkpoint is None, "no checkpoint is due within the first 60 s"
+            # The first page saves a checkpoint, the next is due 60 s later: the kill comes first.
+            assert (checkpoint.skip, checkpoint.page_index, checkpoint.total_records) == (LIMIT, 1, LIMIT)
         # Up to max_in_flight pages are asked for ahead of the last one written.
         in_flight = items_spec(server.url).max_in_flight
         assert (kill_at_page - in_flight) * LIMIT <= stored_before <= (kill_at_page + 1) * LIMIT
@@ -115,12 +116,9 @@ def test_sigkill_at_a_random_page_then_resume(warehouse, kill_at_page, interval,
     runs = warehouse.runs("items")
     final = runs[-1]
     assert final.status is RunStatus.SUCCESS and final.records_loaded == RECORDS and final.checkpoint is None
-    if interval == 0:
-        assert len(runs) == 1 and final.run_id == killed.run_id
-        assert resumed_skips == list(range(checkpoint.skip, RECORDS, LIMIT))
-    else:
-        assert [r.status for r in runs] == [RunStatus.FAILED, RunStatus.SUCCESS]
-        assert runs[0].error_message == "abandoned: its run ended before saving a checkpoint"
-        assert resumed_skips == list(range(0, RECORDS, LIMIT))
+    assert len(runs) == 1 and final.run_id == killed.run_id
+    assert resumed_skips == list(range(checkpoint.skip, RECORDS, LIMIT))
+    if interval != 0:
+        # Pages stored after the first checkpoint are read again, and found unchanged.
         (materialization,) = result.get_asset_materialization_events()
-        assert materialization.materialization.metadata["unchanged"].value == stored_before
+        assert materialization.materialization.metadata["unchanged"].value == stored_before - LIMIT
