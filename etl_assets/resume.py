@@ -150,6 +150,10 @@ def plan(row: RunRecord, lookup: RunLookup, policy: ResumePolicy, now: datetime)
     held = holder(row, lookup, policy.lease_seconds, now)
     if held:
         return Decision(Action.WAIT, f"held: {held}")
+    if (queued := lookup.active_relaunch(row.run_id)) is not None:
+        # Launched to resume the row (an operator's retry, or this sensor's own) and not
+        # started yet: it holds nothing, and a second launch would only fail against it.
+        return Decision(Action.WAIT, f"Dagster run {queued.run_id} ({queued.status}) was launched to resume it")
 
     history = [dict(entry) for entry in state.get("history") or []]
     without_progress = int(state.get("without_progress") or 0)

@@ -10,9 +10,13 @@ CHECKPOINT = {"skip": 10, "page_index": 1, "total_records": 10, "last_checkpoint
 
 
 class Runs:
-    def __init__(self, by_id=None, by_key=None):
+    def __init__(self, by_id=None, by_key=None, relaunching=None):
         self.ids = by_id or {}
         self.keys = by_key or {}
+        self.relaunching = relaunching or {}
+
+    def active_relaunch(self, run_id):
+        return self.relaunching.get(run_id)
 
     def by_id(self, dagster_run_id):
         return self.ids.get(dagster_run_id)
@@ -107,3 +111,12 @@ def test_the_backoff_deadline_is_said_in_utc_and_a_time_without_offset_is_read_a
         assert (decision.action, decision.reason) == (
             Action.WAIT, "backing off after 1 relaunches without progress, next at 2026-12-03T12:20:00+00:00"
         )
+
+
+def test_a_relaunch_an_operator_launched_is_waited_for_not_launched_again():
+    """A retry from the API or CLI, queued behind the daemon, holds nothing yet: the sensor
+    must not launch a second run that would only fail against it."""
+    queued = DagsterRunInfo(run_id="dfabd8b5", status="QUEUED", active=True)
+    decision = plan(row(resume=operator_reset({})["resume"]), Runs(relaunching={7: queued}), ResumePolicy(), NOW)
+    assert (decision.action, decision.reason) == (Action.WAIT, "Dagster run dfabd8b5 (QUEUED) was launched to resume it")
+    assert plan(row(), Runs(), ResumePolicy(backoff_seconds=0), NOW).action is Action.LAUNCH
