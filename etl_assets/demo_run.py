@@ -7,9 +7,10 @@ checkpoint, and prints a summary: rows per table, rows per second, the ``dw_etl_
 
 The loader reads 40,000 patients in well under a second, so a timeout alone would not stop
 the first run on a fast machine. For that run only, the source answers every page after a
-delay (``PUT /_control/latency``) chosen so the whole run would take at least twice its
-timeout: it stops part way on any machine (about a quarter of the way here, as the run's
-start-up counts against its budget), and the resume runs at full speed.
+delay (``PUT /_control/latency``) chosen so the first pages arrive well within its timeout
+and all of them would take longer (see ``_stopping_latency``): it stops part way on any
+machine, and the resume runs at full speed. A source of one page cannot stop part way, so
+``--patients`` must be more than a page.
 """
 
 import argparse
@@ -90,15 +91,18 @@ def _start_source(port: int, patients: int) -> subprocess.Popen:
     raise SystemExit("the demo source did not start within 30 s")
 
 
-def _stopping_latency(spec, patients: int, timeout: float) -> float:
-    """The per-page delay that makes reading every patient take at least twice ``timeout``.
-
-    Pages are fetched ``max_in_flight`` at a time when the total is known, so the run needs
-    ``ceil(pages / max_in_flight)`` rounds of at least the delay each, whatever the machine.
-    """
+def _rounds(spec, patients: int) -> int:
+    """The first page comes alone (it tells the total); the others ``max_in_flight`` at a
+    time, so reading every patient takes this many rounds of requests."""
     pages = max(1, math.ceil(patients / spec.paginator.limit))
-    rounds = math.ceil(pages / spec.max_in_flight)
-    return min(MAX_LATENCY_SECONDS, 2 * timeout / rounds)
+    return 1 + math.ceil((pages - 1) / spec.max_in_flight)
+
+
+def _stopping_latency(spec, patients: int, timeout: float) -> float:
+    """The per-page delay that stops the run part way, whatever the machine: the first round
+    of pages arrives by 0.6 of ``timeout`` (so some are written), and every round together
+    takes at least 1.2 times it (twice, with many rounds), so the run cannot finish."""
+    return min(MAX_LATENCY_SECONDS, 2 * timeout / _rounds(spec, patients), 0.6 * timeout)
 
 
 def _set_latency(port: int, seconds: float) -> None:
@@ -122,6 +126,12 @@ def run(args: argparse.Namespace) -> int:
     from etl_assets.sources.spec import load_extracts
 
     settings = Settings.from_env()
+    spec = next(spec for spec in load_extracts(settings.extracts_file) if spec.name == "patients")
+    if _rounds(spec, args.patients) < 2:
+        print(f"etl-assets demo: --patients must be at least {spec.paginator.limit + 1:,}: with "
+              f"{args.patients:,}, the source is one page of {spec.paginator.limit:,}, so no timeout can stop "
+              "the run part way", file=sys.stderr)
+        return 2
     print(f"demo source: http://127.0.0.1:{args.port} with {args.patients:,} patients, "
           f"{args.patients * 3:,} encounters, {args.patients * 5:,} observations")
     print(f"warehouse:   {sa.make_url(settings.database_url).render_as_string(hide_password=True)}")
@@ -144,7 +154,6 @@ def run(args: argparse.Namespace) -> int:
             )
 
         timeout = args.timeout
-        spec = next(spec for spec in load_extracts(settings.extracts_file) if spec.name == "patients")
         latency = _stopping_latency(spec, args.patients, timeout)
         print(f"\n1. patients, with a {timeout:g} s timeout; the source answers each page after {latency:.2g} s "
               "so the run cannot finish in time")

@@ -18,7 +18,7 @@ def test_demo_stops_part_way_resumes_and_summarizes(tmp_path):
     completed = subprocess.run(
         [
             sys.executable, "-m", "etl_assets.cli", "demo", "--patients", "8000", "--port", str(free_port()),
-            "--timeout", "0.5", "--dagster-home", str(tmp_path / "home"),
+            "--timeout", "1", "--dagster-home", str(tmp_path / "home"),
         ],
         env={**env, "ETL_CHECKPOINT_INTERVAL_SECONDS": "0"},
         capture_output=True,
@@ -30,7 +30,7 @@ def test_demo_stops_part_way_resumes_and_summarizes(tmp_path):
     stopped = re.search(r"stopped: JobTimeoutError: extract 'patients' stopped at its time budget .* checkpoint skip=(\d+)", out)
     assert stopped, out
     skip = int(stopped.group(1))
-    assert 0 <= skip < 8000
+    assert 0 < skip < 8000  # the first round of pages arrives by 0.6 s, the second after the budget
     assert f"resuming dw_etl_runs run 1 from checkpoint skip={skip}" in out
     assert re.search(r"stg_patients\s+8,000 rows", out)
     assert re.search(r"stg_encounters\s+24,000 rows", out)
@@ -84,3 +84,19 @@ def test_demo_refuses_a_timeout_it_could_not_stop_a_run_with(tmp_path, timeout):
     assert completed.returncode == 2
     assert completed.stderr.rstrip().endswith(f"etl-assets demo: error: argument --timeout: {reason}")
     assert not (tmp_path / "warehouse.db").exists()
+
+
+def test_too_few_patients_to_stop_part_way_is_refused(tmp_path):
+    """Pages of 1,000: with 1,000 patients the source is one page, and no timeout could stop
+    the run with part of it written."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "etl_assets.cli", "demo", "--patients", "1000", "--port", str(free_port()),
+         "--dagster-home", str(tmp_path / "home")],
+        env={**{k: v for k, v in os.environ.items() if k != "ETL_EXTRACTS_FILE"},
+             "ETL_DATABASE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}"},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert (completed.returncode, completed.stdout, completed.stderr) == (2, "", (
+        "etl-assets demo: --patients must be at least 1,001: with 1,000, the source is one page of 1,000, "
+        "so no timeout can stop the run part way\n"
+    ))
