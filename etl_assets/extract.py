@@ -479,6 +479,7 @@ class _Run:
             self.store.lock_extract(conn, name)
             # A partition is a logical run of its own: rows of other partitions are not this
             # run's to resume or retire.
+            self._refuse_a_new_key(conn, parameters)
             mine = partition_key(parameters)
             candidates = [c for c in self.store.unfinished(conn, name) if partition_key(c.parameters) == mine]
             if wanted is not None:
@@ -566,6 +567,25 @@ class _Run:
             run_id=self.record.run_id,
             records_loaded=self.committed_records,
             resumed_from_skip=self.committed.skip if resume is not None else None,
+        )
+
+    def _refuse_a_new_key(self, conn: Connection, parameters: dict[str, Any]) -> None:
+        """Stop when the primary key changed while the staging table holds rows keyed by the
+        old one: the new keys would match none of them, and every record would be stored
+        twice, each run reporting success."""
+        name = self.spec.name
+        previous = self.store.list_runs(name, limit=1)
+        old = previous[0].parameters.get("primary_key") if previous else None
+        new = parameters.get("primary_key")
+        if old is None or old == new or not self.loader.has_rows(conn):
+            return
+        table = self.loader.qualified
+        raise ExtractError(
+            f"extract {name!r}: the primary key changed from {old} to {new}, and {table} holds rows keyed by "
+            f"{old} (dw_etl_runs run {previous[0].run_id}); their keys would match none of the new ones and "
+            f"every record would be stored twice. Empty the table (TRUNCATE {table}) or drop it, then run the "
+            "extract again; nothing was changed",
+            extract=name,
         )
 
     def _wanted_first(

@@ -251,3 +251,25 @@ def test_a_checkpoint_edited_by_hand_is_closed_with_the_reason_and_a_new_run_sta
         RunStatus.FAILED, "abandoned: dw_etl_runs run 1: its checkpoint cannot be read: skip is missing"
     )
     assert sorted(warehouse.records("items")) == sorted(str(i) for i in range(1, 31))
+
+
+def test_a_changed_primary_key_over_stored_rows_stops_before_doubling_them(source, warehouse):
+    """Keyed by id, then by [id, name]: the new keys match none of the stored ones, so the
+    run stops before writing anything; once the table is emptied the new key loads once."""
+    run(items_spec(source.url), warehouse, dagster_run_id="by-id")
+    rekeyed = replace(items_spec(source.url), primary_key=("id", "name"))
+    table = f"{warehouse.schema}.stg_items" if warehouse.schema else "stg_items"
+    with pytest.raises(ExtractError) as refused:
+        run(rekeyed, warehouse, dagster_run_id="by-id-and-name")
+    assert str(refused.value) == (
+        f"extract 'items': the primary key changed from ['id'] to ['id', 'name'], and {table} holds rows keyed "
+        "by ['id'] (dw_etl_runs run 1); their keys would match none of the new ones and every record would be "
+        f"stored twice. Empty the table (TRUNCATE {table}) or drop it, then run the extract again; nothing was changed"
+    )
+    assert [r.status for r in warehouse.runs("items")] == [RunStatus.SUCCESS]
+    assert len(warehouse.records("items")) == 30
+    with warehouse.engine.begin() as conn:
+        conn.execute(sa.text(f"DELETE FROM {warehouse.table('stg_items')}"))
+    result = run(rekeyed, warehouse, dagster_run_id="after-emptying")
+    assert (result.run_id, result.inserted) == (2, 30)
+    assert sorted(warehouse.records("items"))[:2] == ['["1","name-1"]', '["10","name-10"]']

@@ -182,6 +182,9 @@ class StagingLoader:
             self._statements[(source, carried)] = statement
         return statement
 
+    def has_rows(self, conn: Connection) -> bool:
+        return conn.execute(sa.text(f"SELECT 1 FROM {self.qualified} LIMIT 1")).first() is not None
+
     def ensure_table(self) -> None:
         create_idempotently(self.engine, lambda conn: self.table.create(conn, checkfirst=True))
 
