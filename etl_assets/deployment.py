@@ -97,10 +97,16 @@ class InProcessLauncher:
     otherwise the call returns when the run has ended (the CLI, Python). Runs in one process
     go one at a time (see ``_IN_PROCESS_RUNS``)."""
 
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, *, background: bool) -> None:
+    def __init__(
+        self, defs: dg.Definitions, instance: dg.DagsterInstance, *, background: bool, console_level: str | None = None
+    ) -> None:
         self.defs = defs
         self.instance = instance
         self.background = background
+        self.console_level = console_level
+        """The level of Dagster's console log for these runs, unless their run config sets
+        one: a CLI retry printed every DEBUG event of the run to the terminal before its own
+        one-line result. The instance's event log (the UI) keeps every event whatever it is."""
         self.threads: list[threading.Thread] = []
         self.results: dict[str, dg.ExecuteInProcessResult] = {}
         self._pending: dict[str, dict[str, str]] = {}
@@ -122,6 +128,8 @@ class InProcessLauncher:
         tags = dict(tags)
         partition = tags.pop(PARTITION_TAG, None)
         job = self.defs.resolve_job_def(job_of(extract, {PARTITION_TAG: partition} if partition else {}))
+        if self.console_level is not None and "loggers" not in run_config:
+            run_config = {**run_config, "loggers": {"console": {"config": {"log_level": self.console_level}}}}
         result = job.execute_in_process(
             run_config=run_config,
             instance=self.instance,
@@ -196,7 +204,10 @@ class Deployment:
     def launcher(self) -> WebserverLauncher | InProcessLauncher:
         if self.settings.dagster_webserver_url:
             return WebserverLauncher(self.settings.dagster_webserver_url)
-        return InProcessLauncher(self.defs, self.instance, background=self.background)
+        # A terminal (the CLI, a Python call) shows the run's warnings and errors; a server's
+        # log (the API) keeps Dagster's usual output.
+        return InProcessLauncher(self.defs, self.instance, background=self.background,
+                                 console_level=None if self.background else "WARNING")
 
     @cached_property
     def lookup(self) -> RunLookup:

@@ -65,7 +65,7 @@ class JobExecutor:
         self.deployment = Deployment.from_env(background=False, settings=settings)
         launcher = self.deployment.launcher
         self._local = launcher if isinstance(launcher, InProcessLauncher) else InProcessLauncher(
-            self.deployment.defs, self.deployment.instance, background=False
+            self.deployment.defs, self.deployment.instance, background=False, console_level="WARNING"
         )
         self.operations = self.deployment.operations("python")
 

@@ -83,6 +83,8 @@ def test_retry_dry_run_then_retry_then_conflict(setup):
     code, out, err = cli(env, "runs", "retry", str(row.run_id))
     assert code == 0, err
     assert out.strip().endswith(f"succeeded: dw_etl_runs run {row.run_id} is success, 30 records")
+    # Dagster's console shows warnings and errors only: none of its DEBUG or INFO events
+    assert [line for line in err.splitlines() if " - DEBUG - " in line or " - INFO - " in line] == []
     assert [r.skip for r in server.source.requests("/items")] == [10, 20]
     done = warehouse.run(row.run_id)
     assert (done.status, done.records_loaded) == (RunStatus.SUCCESS, 30)
