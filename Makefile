@@ -44,7 +44,7 @@ ui: venv dagster-home
 # embedded defaults. Ctrl-C stops all four.
 dev: venv dagster-home
 	DAGSTER_HOME=$(CURDIR)/.dagster_home ETL_DAGSTER_WEBSERVER_URL=http://127.0.0.1:3000 scripts/together.sh \
-	  "$(BIN)/etl-assets demo-source --patients $${DEMO_PATIENTS:-20000}" \
+	  "$(BIN)/etl-assets demo-source --patients $${DEMO_PATIENTS:-40000}" \
 	  "$(BIN)/dagster-daemon run -w workspace.yaml" \
 	  "$(BIN)/dagster-webserver -h 127.0.0.1 -p 3000 -w workspace.yaml" \
 	  "$(BIN)/etl-assets api --host 127.0.0.1 --port 8000"

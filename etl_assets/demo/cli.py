@@ -89,8 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="JSON",
-        help="""a fault to inject, as a JSON object such as '{"path": "/patients", "skip": 100, "status": 503}'; """
-        "repeatable",
+        help="""a fault to inject, as a JSON object such as '{"path": "/patients", "skip": 100, "status": 503, """
+        """"times": null}' ("times": how many requests it answers, 1 if left out, null for every one); repeatable""",
     )
     parser.add_argument("--faults-file", type=Path, metavar="PATH", help="a JSON file holding a list of fault objects")
 
