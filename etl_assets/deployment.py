@@ -83,6 +83,10 @@ class WebserverRuns:
         return None  # the GraphQL client cannot list runs by tag: the row's own holder decides
 
 
+TERMINAL_CONSOLE_LEVEL = "WARNING"
+"""Dagster's console level for runs whose output goes to a terminal (the CLI, a Python call):
+the run's warnings and errors, not every DEBUG event; the UI's event log keeps them all."""
+
 _IN_PROCESS_RUNS = threading.Lock()
 """Runs executed in one process go one at a time. Dagster 1.13 sets up each run's log handlers
 with ``logging.config.dictConfig``, which holds the logging module's lock while it flushes every
@@ -204,10 +208,9 @@ class Deployment:
     def launcher(self) -> WebserverLauncher | InProcessLauncher:
         if self.settings.dagster_webserver_url:
             return WebserverLauncher(self.settings.dagster_webserver_url)
-        # A terminal (the CLI, a Python call) shows the run's warnings and errors; a server's
-        # log (the API) keeps Dagster's usual output.
+        # A server's log (the API) keeps Dagster's usual output.
         return InProcessLauncher(self.defs, self.instance, background=self.background,
-                                 console_level=None if self.background else "WARNING")
+                                 console_level=None if self.background else TERMINAL_CONSOLE_LEVEL)
 
     @cached_property
     def lookup(self) -> RunLookup:

@@ -21,7 +21,7 @@ from typing import Any
 import dagster as dg
 
 from etl_assets.checkpoints import RunStatus
-from etl_assets.deployment import Deployment, InProcessLauncher
+from etl_assets.deployment import TERMINAL_CONSOLE_LEVEL, Deployment, InProcessLauncher
 from etl_assets.errors import SettingsError
 from etl_assets.settings import Settings
 
@@ -65,7 +65,7 @@ class JobExecutor:
         self.deployment = Deployment.from_env(background=False, settings=settings)
         launcher = self.deployment.launcher
         self._local = launcher if isinstance(launcher, InProcessLauncher) else InProcessLauncher(
-            self.deployment.defs, self.deployment.instance, background=False, console_level="WARNING"
+            self.deployment.defs, self.deployment.instance, background=False, console_level=TERMINAL_CONSOLE_LEVEL
         )
         self.operations = self.deployment.operations("python")
 

@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from urllib.parse import unquote
 from typing import Any
 
 import sqlalchemy
@@ -28,6 +27,7 @@ from etl_assets.errors import (
 )
 from etl_assets.operations import run_detail, run_summary
 from etl_assets.settings import Settings
+from etl_assets.warehouse.engine import sqlite_file
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_LAUNCH, EXIT_WAREHOUSE, EXIT_CORRUPT = 1, 2, 3, 4, 5, 6, 7
 MAX_RUN_ID = 2**31 - 1  # dw_etl_runs.run_id is a 32-bit integer on PostgreSQL
@@ -97,21 +97,10 @@ def _missing_sqlite_file(url: str) -> Path | None:
     that is not there is a mistyped URL or a warehouse nothing has run against yet; opening
     it would create an empty database, and its folder, where the user did not mean one."""
     try:
-        parsed = sqlalchemy.engine.make_url(url)
+        path = sqlite_file(sqlalchemy.engine.make_url(url))
     except sqlalchemy.exc.ArgumentError:
         return None  # reported as a bad URL when the engine is made
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return None
-    if database.startswith("file:"):  # a SQLite URI filename (``?uri=true``)
-        location, _, query = database[len("file:"):].partition("?")
-        if "mode=memory" in query.split("&") or location.startswith(":memory:"):
-            return None
-        if location.startswith("//"):
-            location = "/" + location[2:].partition("/")[2]  # file://[host]/path
-        database = unquote(location)
-    path = Path(database).expanduser()
-    return None if path.exists() else path
+    return None if path is None or path.exists() else path
 
 
 def _no_table(deployment: Deployment) -> str:

@@ -13,12 +13,12 @@ MASK = "***"
 PARTIAL_MIN = 8
 """The shortest start of a secret masked on its own, where a message cut the secret short."""
 
-# How a character may be written besides itself, other than by its code (see _char_pattern):
-# a space in a form-encoded query, and the escapes of JSON, Python reprs and HTML.
 _ESCAPE = r"\\{1,2}"
 """The backslash of an escape, doubled too: a message shows an excerpt as a repr, which
 doubles the backslash of a JSON body's ``\\/``."""
 
+# How a character may be written besides itself, other than by its code (see _char_pattern):
+# a space in a form-encoded query, and the escapes of JSON, Python reprs and HTML.
 _SPECIAL = {
     " ": [r"\+"],
     "/": [_ESCAPE + "/"],

@@ -2,12 +2,29 @@
 
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from etl_assets.errors import SettingsError
+
+
+def sqlite_file(url: sa.URL) -> Path | None:
+    """The file a SQLite URL names (``~`` expanded, a ``file:`` URI decoded), or ``None`` for
+    an in-memory database or another backend."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):  # a SQLite URI filename (``?uri=true``)
+        location, _, query = database[len("file:"):].partition("?")
+        if "mode=memory" in query.split("&") or location.startswith(":memory:"):
+            return None
+        if location.startswith("//"):
+            location = "/" + location[2:].partition("/")[2]  # file://[host]/path
+        database = unquote(location)
+    return Path(database).expanduser()
 
 
 def create_warehouse_engine(url: str) -> Engine:
@@ -21,11 +38,11 @@ def create_warehouse_engine(url: str) -> Engine:
     except sa.exc.ArgumentError:
         raise SettingsError("ETL_DATABASE_URL is not a SQLAlchemy database URL") from None
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
+        path = sqlite_file(parsed)
+        if path is not None and not parsed.database.startswith("file:"):
             # SQLite opens "~/x.db" literally; a user means their home, as everywhere else.
-            parsed = parsed.set(database=str(Path(database).expanduser()))
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            parsed = parsed.set(database=str(path))
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = _create(parsed, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
