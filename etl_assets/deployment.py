@@ -79,7 +79,7 @@ class WebserverRuns:
     def by_resume_key(self, resume_key: str) -> DagsterRunInfo | None:
         return None
 
-    def active_relaunch(self, run_id: int) -> DagsterRunInfo | None:
+    def active_relaunch(self, run_id: int, extract: str) -> DagsterRunInfo | None:
         return None  # the GraphQL client cannot list runs by tag: the row's own holder decides
 
 
@@ -246,5 +246,5 @@ class _Lazy:
     def by_resume_key(self, resume_key: str) -> DagsterRunInfo | None:
         return self.deployment.lookup.by_resume_key(resume_key)
 
-    def active_relaunch(self, run_id: int) -> DagsterRunInfo | None:
-        return self.deployment.lookup.active_relaunch(run_id)
+    def active_relaunch(self, run_id: int, extract: str) -> DagsterRunInfo | None:
+        return self.deployment.lookup.active_relaunch(run_id, extract)

@@ -16,7 +16,7 @@ from etl_assets.checkpoints import CheckpointStore, RunRecord, RunStatus, utcnow
 from etl_assets.errors import CorruptRunError, EtlError, RunConflictError, RunNotFoundError
 from etl_assets.extract import current_parameters, parameter_differences
 from etl_assets.sources.partitions import PARTITION_TAG, partition_key
-from etl_assets.resume import RESUME_TAG, RunLookup, holder, operator_reset, resume_state
+from etl_assets.resume import EXTRACT_TAG, RESUME_TAG, RunLookup, holder, operator_reset, resume_state
 from etl_assets.sources.spec import ExtractSpec
 
 
@@ -109,7 +109,7 @@ class Operations:
         held = holder(row, self.lookup, self.lease_seconds, utcnow())
         if held:
             raise RunConflictError(f"{where} is still active: held by {held}")
-        if (queued := self.lookup.active_relaunch(row.run_id)) is not None:
+        if (queued := self.lookup.active_relaunch(row.run_id, row.job_name)) is not None:
             # Launched (by the sensor or an earlier retry) but not started: it holds nothing yet.
             raise RunConflictError(
                 f"{where} is still active: Dagster run {queued.run_id} ({queued.status}) was launched to resume it"
@@ -146,6 +146,7 @@ class Operations:
             run_config=retry_run_config(row.job_name, row.run_id),
             tags={
                 RESUME_TAG: str(row.run_id),
+                EXTRACT_TAG: row.job_name,
                 "etl_assets/launched_by": self.launched_by,
                 **({PARTITION_TAG: partition} if (partition := partition_key(row.parameters)) else {}),
             },

@@ -23,6 +23,9 @@ RESUME_KEY = "resume"
 HISTORY_KEPT = 20
 MAX_BACKOFF_SECONDS = 3600.0
 RESUME_TAG = "etl_assets/resume_of"
+EXTRACT_TAG = "etl_assets/extract"
+"""Set with :data:`RESUME_TAG` on every relaunch: row ids count per warehouse, so a run id alone
+matches rows of other extracts whose runs share the Dagster instance."""
 RESUME_KEY_TAG = "etl_assets/resume_key"
 
 
@@ -42,9 +45,9 @@ class RunLookup(Protocol):
 
     def by_resume_key(self, resume_key: str) -> DagsterRunInfo | None: ...
 
-    def active_relaunch(self, run_id: int) -> DagsterRunInfo | None:
-        """A Dagster run launched to resume ``dw_etl_runs`` row ``run_id`` that has not ended
-        (queued or starting: it does not hold the row yet)."""
+    def active_relaunch(self, run_id: int, extract: str) -> DagsterRunInfo | None:
+        """A Dagster run launched to resume ``dw_etl_runs`` row ``run_id`` of ``extract`` that
+        has not ended (queued or starting: it does not hold the row yet)."""
         ...
 
 
@@ -57,7 +60,7 @@ class _NoRuns:
     def by_resume_key(self, resume_key: str) -> DagsterRunInfo | None:
         return None
 
-    def active_relaunch(self, run_id: int) -> DagsterRunInfo | None:
+    def active_relaunch(self, run_id: int, extract: str) -> DagsterRunInfo | None:
         return None
 
 
@@ -150,7 +153,7 @@ def plan(row: RunRecord, lookup: RunLookup, policy: ResumePolicy, now: datetime)
     held = holder(row, lookup, policy.lease_seconds, now)
     if held:
         return Decision(Action.WAIT, f"held: {held}")
-    if (queued := lookup.active_relaunch(row.run_id)) is not None:
+    if (queued := lookup.active_relaunch(row.run_id, row.job_name)) is not None:
         # Launched to resume the row (an operator's retry, or this sensor's own) and not
         # started yet: it holds nothing, and a second launch would only fail against it.
         return Decision(Action.WAIT, f"Dagster run {queued.run_id} ({queued.status}) was launched to resume it")

@@ -16,7 +16,7 @@ from etl_assets.errors import JobTimeoutError
 from etl_assets.extract import ExtractOptions, run_extract
 from etl_assets.api import create_app
 from etl_assets.operations import Operations
-from etl_assets.resume import RESUME_TAG
+from etl_assets.resume import EXTRACT_TAG, RESUME_TAG
 from etl_assets_tests.support import AppServer, items_spec, simple_records
 
 TOKEN = "s3cret-api-token-0123"
@@ -116,7 +116,9 @@ def test_retry_launches_a_dagster_run_that_finishes_the_row(api, source, warehou
     api.launcher.join(30)
     run = api.instance.get_run_by_id(body["dagster_run_id"])
     assert run.status is dg.DagsterRunStatus.SUCCESS
-    assert (run.tags[RESUME_TAG], run.tags["etl_assets/launched_by"]) == (str(row.run_id), "api")
+    assert (run.tags[RESUME_TAG], run.tags[EXTRACT_TAG], run.tags["etl_assets/launched_by"]) == (
+        str(row.run_id), "items", "api"
+    )
     done = warehouse.run(row.run_id)
     assert (done.status, done.records_loaded, done.checkpoint, done.dagster_run_id) == (
         RunStatus.SUCCESS, 30, None, body["dagster_run_id"]
@@ -263,9 +265,14 @@ def test_a_warehouse_that_does_not_answer_is_a_503_on_every_route(source):
 
 def test_a_retry_while_a_relaunch_is_queued_is_a_conflict_not_a_second_run(api, source, warehouse):
     row = timed_out_row(source, warehouse)
+    # Row ids count per warehouse: a run resuming row N of another extract (or another
+    # warehouse's extract) on the same instance is not this row's.
+    api.instance.add_run(dg.DagsterRun(job_name="all_extracts", run_id="0a0b0c0d-other", status=dg.DagsterRunStatus.STARTED,
+                                       tags={RESUME_TAG: str(row.run_id), EXTRACT_TAG: "encounters"}))
+    assert api.client.post(f"/runs/{row.run_id}/retry", json={"dry_run": True}).status_code == 200
     # What the resume sensor (or an earlier retry) leaves behind before the daemon starts it.
     queued = dg.DagsterRun(job_name="all_extracts", run_id="0f0e0d0c-queued", status=dg.DagsterRunStatus.NOT_STARTED,
-                           tags={RESUME_TAG: str(row.run_id)})
+                           tags={RESUME_TAG: str(row.run_id), EXTRACT_TAG: "items"})
     api.instance.add_run(queued)
     response = api.client.post(f"/runs/{row.run_id}/retry", json={"dry_run": False})
     assert error_of(response) == (409, "conflict")
@@ -273,7 +280,7 @@ def test_a_retry_while_a_relaunch_is_queued_is_a_conflict_not_a_second_run(api, 
         f"dw_etl_runs run {row.run_id} (items) is still active: Dagster run 0f0e0d0c-queued (NOT_STARTED) "
         "was launched to resume it"
     )
-    assert [r.run_id for r in api.instance.get_runs()] == ["0f0e0d0c-queued"]
+    assert sorted(r.run_id for r in api.instance.get_runs()) == ["0a0b0c0d-other", "0f0e0d0c-queued"]
 
 
 def test_a_second_retry_before_the_first_run_exists_in_dagster_is_a_conflict(api, source, warehouse):

@@ -15,8 +15,8 @@ class Runs:
         self.keys = by_key or {}
         self.relaunching = relaunching or {}
 
-    def active_relaunch(self, run_id):
-        return self.relaunching.get(run_id)
+    def active_relaunch(self, run_id, extract):
+        return self.relaunching.get((run_id, extract))
 
     def by_id(self, dagster_run_id):
         return self.ids.get(dagster_run_id)
@@ -117,6 +117,6 @@ def test_a_relaunch_an_operator_launched_is_waited_for_not_launched_again():
     """A retry from the API or CLI, queued behind the daemon, holds nothing yet: the sensor
     must not launch a second run that would only fail against it."""
     queued = DagsterRunInfo(run_id="dfabd8b5", status="QUEUED", active=True)
-    decision = plan(row(resume=operator_reset({})["resume"]), Runs(relaunching={7: queued}), ResumePolicy(), NOW)
+    decision = plan(row(resume=operator_reset({})["resume"]), Runs(relaunching={(7, "items"): queued}), ResumePolicy(), NOW)
     assert (decision.action, decision.reason) == (Action.WAIT, "Dagster run dfabd8b5 (QUEUED) was launched to resume it")
     assert plan(row(), Runs(), ResumePolicy(backoff_seconds=0), NOW).action is Action.LAUNCH

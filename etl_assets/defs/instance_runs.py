@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from etl_assets.resume import RESUME_KEY_TAG, RESUME_TAG, DagsterRunInfo
+from etl_assets.resume import EXTRACT_TAG, RESUME_KEY_TAG, RESUME_TAG, DagsterRunInfo
 
 IN_PROGRESS = frozenset(
     {
@@ -33,8 +33,9 @@ class InstanceRuns:
         runs = self.instance.get_runs(filters=dg.RunsFilter(tags={RESUME_KEY_TAG: resume_key}), limit=1)
         return run_info(runs[0]) if runs else None
 
-    def active_relaunch(self, run_id: int) -> DagsterRunInfo | None:
+    def active_relaunch(self, run_id: int, extract: str) -> DagsterRunInfo | None:
         runs = self.instance.get_runs(
-            filters=dg.RunsFilter(tags={RESUME_TAG: str(run_id)}, statuses=list(IN_PROGRESS)), limit=1
+            filters=dg.RunsFilter(tags={RESUME_TAG: str(run_id), EXTRACT_TAG: extract}, statuses=list(IN_PROGRESS)),
+            limit=1,
         )
         return run_info(runs[0]) if runs else None

@@ -12,7 +12,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from etl_assets.checkpoints import RunStatus, utcnow
 from etl_assets.defs.instance_runs import InstanceRuns
 from etl_assets.defs.resources import CheckpointStoreResource
-from etl_assets.resume import RESUME_KEY_TAG, RESUME_TAG, Action, ResumePolicy, plan
+from etl_assets.resume import EXTRACT_TAG, RESUME_KEY_TAG, RESUME_TAG, Action, ResumePolicy, plan
 from etl_assets.settings import Settings
 from etl_assets.sources.partitions import partition_job_name, partition_key
 
@@ -33,7 +33,7 @@ def resume_run_request(
 ) -> dg.RunRequest:
     """A run of one extract asset that resumes exactly ``dw_etl_runs`` row ``run_id`` (in its
     partition's job, for a partitioned extract)."""
-    all_tags = {RESUME_TAG: str(run_id), **tags}
+    all_tags = {RESUME_TAG: str(run_id), EXTRACT_TAG: extract, **tags}
     if resume_key:
         all_tags[RESUME_KEY_TAG] = resume_key
     return dg.RunRequest(
